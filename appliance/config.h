@@ -1,0 +1,73 @@
+/*
+ * The appliance's configuration: an INI file read with iniparser, overridden by --set, checked
+ * whole before anything starts. Every key has a default; every value is validated, and an error
+ * names the file, section, key, value and what was expected.
+ */
+#ifndef MITMTUN_CONFIG_H
+#define MITMTUN_CONFIG_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONFIG_MAX_UID_RANGES 16
+#define CONFIG_PATH_MAX       512
+
+enum routing_mode { ROUTING_NONE, ROUTING_GATEWAY, ROUTING_DEVICE };
+enum icmp_echo_mode { ICMP_ECHO_RELAY, ICMP_ECHO_DROP };
+
+struct uid_range {
+    uid_t first, last; /* inclusive */
+};
+
+struct config {
+    char path[CONFIG_PATH_MAX]; /* the file it came from, for messages */
+    struct {
+        char name[16];         /* interface name, IFNAMSIZ */
+        struct in_addr addr;   /* appliance's IPv4 address on the TUN */
+        int prefix;            /* its prefix length */
+        struct in6_addr addr6; /* optional IPv6 address */
+        int prefix6;           /* 0 when address6 is unset */
+        int mtu;
+    } tun;
+    struct {
+        enum routing_mode mode;
+        char lan_interface[16];                       /* gateway: the clients' interface */
+        int table;                                    /* policy routing table id */
+        uint32_t mark;                                /* SO_MARK of our upstream sockets */
+        struct uid_range uids[CONFIG_MAX_UID_RANGES]; /* device: whose traffic */
+        int nuids;                                    /* 0: every user's */
+    } routing;
+    struct {
+        int connect_timeout; /* seconds before an unanswered upstream connect resets the client */
+    } tcp;
+    struct {
+        int idle_timeout; /* seconds a UDP flow lives without traffic */
+        int max_flows;    /* UDP flows at once, per worker */
+        int relay_quic;   /* 0: UDP/443 gets ICMP port unreachable */
+    } udp;
+    struct {
+        enum icmp_echo_mode echo;
+    } icmp;
+    struct {
+        int level;                   /* enum log_level */
+        char flows[CONFIG_PATH_MAX]; /* JSON Lines file of connection records; "" for none */
+        int stats_interval;          /* seconds between stats lines; 0 for none */
+    } log;
+};
+
+/*
+ * Loads path, applies the "section.key=value" overrides in sets, validates everything.
+ * Returns 0, or -1 with a one-line message in err.
+ */
+int config_load(struct config *cfg, const char *path, char *const *sets, int nsets, char *err,
+                size_t errlen);
+
+/* "10.0.0.1/24" or "fd00::1/64" into addr (in_addr or in6_addr by family) and prefix. */
+int config_parse_cidr(const char *text, int family, void *addr, int *prefix);
+
+/* "1000, 2000-2999" into at most max ranges; returns their count or -1. */
+int config_parse_uids(const char *text, struct uid_range *out, int max);
+
+#endif

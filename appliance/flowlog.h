@@ -1,0 +1,37 @@
+/*
+ * Connection records: one line a flow when it ends, on the console for a person and as JSON
+ * Lines in the [log] flows file for programs. Later layers add their own record types.
+ */
+#ifndef MITMTUN_FLOWLOG_H
+#define MITMTUN_FLOWLOG_H
+
+#include "netstack/netstack.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct flowlog;
+
+struct flow_record {
+    const char *type;                       /* "tcp" or "udp" */
+    uint64_t id;                            /* the connection id in log lines */
+    const struct netstack_endpoint *client; /* as seen on the TUN */
+    const struct netstack_endpoint *server; /* the original destination */
+    uint64_t bytes_up, bytes_down;          /* client to server, server to client */
+    struct timespec start;                  /* CLOCK_REALTIME */
+    int64_t duration_ms;
+    const char *end;   /* how it ended: "closed", "refused", ... */
+    const char *error; /* detail, or NULL */
+};
+
+/* Opens path for appending (NULL or "" for console only). Returns NULL with err filled. */
+struct flowlog *flowlog_open(const char *path, char *err, size_t errlen);
+void flowlog_close(struct flowlog *fl);
+
+void flowlog_write(struct flowlog *fl, const struct flow_record *r);
+
+/* Appends s to buf (at *pos, size cap) as a JSON string with quotes; never overruns. */
+void flowlog_json_string(char *buf, size_t cap, size_t *pos, const char *s);
+
+#endif

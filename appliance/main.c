@@ -1,0 +1,190 @@
+/* mitmtun: the program. Arguments, configuration, privileges, lifecycle. */
+#include "config.h"
+#include "flowlog.h"
+#include "log.h"
+#include "routing.h"
+#include "worker.h"
+#include "netstack/tun.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef MITMTUN_VERSION
+#define MITMTUN_VERSION "0.0.0"
+#endif
+
+#define MAX_SETS 64
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mitmtun -c FILE [--set section.key=value]... [--check]\n"
+            "\n"
+            "Transparent TLS/HTTP interception appliance: terminates the TCP connections routed\n"
+            "into a TUN device and relays them over the host's network stack.\n"
+            "\n"
+            "  -c, --config FILE   configuration (INI); configs/mitmtun.ini documents every key\n"
+            "      --set S.K=V     override key K of section S (repeatable)\n"
+            "      --check         validate the configuration and exit\n"
+            "  -h, --help          this text\n"
+            "  -V, --version       the version\n"
+            "\n"
+            "Signals: SIGINT/SIGTERM stop cleanly, SIGUSR1 logs a stats line.\n"
+            "Exit status: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage.\n");
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    log_info("signal %d: stopping", (int)sig);
+    event_base_loopbreak(arg);
+}
+
+static void on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    worker_log_stats(arg);
+}
+
+/* Opens and configures the TUN; explains a missing privilege in one line. */
+static int open_tun(const struct config *cfg)
+{
+    const char *step = "";
+    int fd = tun_open(cfg->tun.name);
+
+    if (fd < 0) {
+        if (errno == EPERM || errno == EACCES)
+            log_error("creating TUN device '%s' needs CAP_NET_ADMIN: run mitmtun as root, or "
+                      "grant it with 'setcap cap_net_admin,cap_net_raw+ep mitmtun'",
+                      cfg->tun.name);
+        else
+            log_errno(LOG_ERROR, "creating TUN device '%s' (/dev/net/tun)", cfg->tun.name);
+        return -1;
+    }
+    if (tun_configure(cfg->tun.name, &cfg->tun.addr, cfg->tun.prefix, &cfg->tun.addr6,
+                      cfg->tun.prefix6, cfg->tun.mtu, &step) < 0) {
+        log_errno(LOG_ERROR, "configuring TUN device '%s': %s", cfg->tun.name, step);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int run(const struct config *cfg)
+{
+    struct event_base *base = NULL;
+    struct event *sigs[3] = {NULL, NULL, NULL};
+    struct flowlog *flows = NULL;
+    struct routing routing = {0};
+    struct worker w;
+    char err[512];
+    int tun_fd, rc = 1;
+
+    tun_fd = open_tun(cfg);
+    if (tun_fd < 0)
+        return 1;
+    flows = flowlog_open(cfg->log.flows, err, sizeof(err));
+    if (!flows) {
+        log_error("%s: %s", cfg->path, err);
+        goto out;
+    }
+    base = event_base_new();
+    if (!base || worker_init(&w, base, cfg, tun_fd, flows) < 0)
+        goto out;
+    if (routing_setup(&routing, cfg) < 0) {
+        worker_cleanup(&w);
+        goto out;
+    }
+    sigs[0] = evsignal_new(base, SIGINT, on_stop, base);
+    sigs[1] = evsignal_new(base, SIGTERM, on_stop, base);
+    sigs[2] = evsignal_new(base, SIGUSR1, on_usr1, &w);
+    for (int i = 0; i < 3; i++)
+        if (!sigs[i] || evsignal_add(sigs[i], NULL) < 0)
+            goto stop;
+
+    log_info("mitmtun %s: TUN %s up, mtu %d, routing %s, flow records in %s", MITMTUN_VERSION,
+             cfg->tun.name, cfg->tun.mtu,
+             (const char *[]){"none", "gateway", "device"}[cfg->routing.mode],
+             cfg->log.flows[0] ? cfg->log.flows : "(console only)");
+    event_base_dispatch(base);
+    rc = 0;
+stop:
+    routing_teardown(&routing);
+    worker_cleanup(&w);
+    for (int i = 0; i < 3; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+out:
+    if (base)
+        event_base_free(base);
+    flowlog_close(flows);
+    close(tun_fd);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
+        {"check", no_argument, NULL, 'k'},        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+    };
+    char *sets[MAX_SETS];
+    const char *path = NULL;
+    int nsets = 0, check = 0, opt;
+    struct config cfg;
+    char err[1024];
+
+    while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 's':
+            if (nsets == MAX_SETS) {
+                fprintf(stderr, "mitmtun: at most %d --set options\n", MAX_SETS);
+                return 2;
+            }
+            sets[nsets++] = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("mitmtun %s\n", MITMTUN_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        if (!path)
+            fprintf(stderr, "mitmtun: no configuration given (-c FILE)\n");
+        else
+            fprintf(stderr, "mitmtun: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (config_load(&cfg, path, sets, nsets, err, sizeof(err)) < 0) {
+        fprintf(stderr, "mitmtun: %s\n", err);
+        return 2;
+    }
+    if (check) {
+        printf("%s: configuration OK\n", path);
+        return 0;
+    }
+    log_set_level((enum log_level)cfg.log.level);
+    signal(SIGPIPE, SIG_IGN);
+    return run(&cfg);
+}

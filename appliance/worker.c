@@ -1,0 +1,107 @@
+#include "worker.h"
+
+#include "conn.h"
+#include "echorelay.h"
+#include "log.h"
+#include "netstack/netstack.h"
+#include "udprelay.h"
+
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static void worker_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_reap(arg);
+}
+
+static void worker_stats_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_log_stats(arg);
+}
+
+/* Resident set size in KiB, from /proc/self/statm. */
+static long rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+void worker_log_stats(struct worker *w)
+{
+    struct netstack_counters nc;
+
+    netstack_get_counters(w->ns, &nc);
+    log_info("stats: tcp open=%" PRIu64 " total=%" PRIu64 " udp open=%" PRIu64 " total=%" PRIu64
+             " dropped=%" PRIu64 " packets in=%" PRIu64 " out=%" PRIu64 " dropped=%" PRIu64
+             " rss=%ld KiB",
+             w->tcp_open, w->tcp_total, w->udp_open, w->udp_total, w->udp_dropped, nc.packets_in,
+             nc.packets_out,
+             nc.dropped_malformed + nc.dropped_fragments + nc.dropped_other + nc.tun_write_errors,
+             rss_kib());
+}
+
+int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
+                struct flowlog *flows)
+{
+    struct netstack_handlers h = {
+        .arg = w,
+        .tcp_syn = conn_syn,
+        .tcp_established = conn_accepted,
+        .udp = udprelay_packet,
+        .echo = echorelay_packet,
+    };
+
+    memset(w, 0, sizeof(*w));
+    w->base = base;
+    w->cfg = cfg;
+    w->flows = flows;
+    w->reaper = event_new(base, -1, 0, worker_reap, w);
+    w->udp = udprelay_new(w);
+    if (!w->reaper || !w->udp)
+        goto fail;
+    w->echo = echorelay_new(w);
+    w->ns = netstack_new(base, tun_fd, cfg->tun.mtu, &h);
+    if (!w->ns)
+        goto fail;
+    if (cfg->log.stats_interval > 0) {
+        struct timeval tv = {cfg->log.stats_interval, 0};
+        w->stats_ev = event_new(base, -1, EV_PERSIST, worker_stats_tick, w);
+        if (!w->stats_ev || event_add(w->stats_ev, &tv) < 0)
+            goto fail;
+    }
+    return 0;
+
+fail:
+    log_error("worker: cannot start (out of memory)");
+    worker_cleanup(w);
+    return -1;
+}
+
+void worker_cleanup(struct worker *w)
+{
+    conn_close_all(w);
+    conn_reap(w);
+    udprelay_free(w->udp);
+    echorelay_free(w->echo);
+    if (w->ns)
+        netstack_free(w->ns);
+    if (w->stats_ev)
+        event_free(w->stats_ev);
+    if (w->reaper)
+        event_free(w->reaper);
+    memset(w, 0, sizeof(*w));
+}

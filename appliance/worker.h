@@ -1,0 +1,47 @@
+/*
+ * A worker: one event loop with its netstack, its connections and UDP flows, and its counters.
+ * Everything per worker lives here, never in globals, so that one worker per TUN queue can come.
+ */
+#ifndef MITMTUN_WORKER_H
+#define MITMTUN_WORKER_H
+
+#include "config.h"
+
+#include <stdint.h>
+
+struct conn;
+struct event;
+struct event_base;
+struct flowlog;
+struct netstack;
+struct udprelay;
+struct echorelay;
+
+struct worker {
+    struct event_base *base;
+    const struct config *cfg;
+    struct netstack *ns;
+    struct flowlog *flows;
+    struct udprelay *udp;
+    struct echorelay *echo;
+    struct conn *conns; /* live TCP connections */
+    struct conn *dead;  /* closed, freed by the reaper outside any callback */
+    struct event *reaper;
+    struct event *stats_ev;
+    uint64_t next_id;  /* connection ids, for log lines and records */
+    uint64_t tcp_open; /* from SYN to record */
+    uint64_t tcp_total;
+    uint64_t udp_open;
+    uint64_t udp_total;
+    uint64_t udp_dropped; /* datagrams refused: QUIC blocked, flow table full, send errors */
+};
+
+/* Starts a worker on tun_fd. Returns 0 or -1 (logged). */
+int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
+                struct flowlog *flows);
+/* Closes every flow (recording each) and frees the worker's resources. */
+void worker_cleanup(struct worker *w);
+/* Logs one stats line: open and total flows, drops, memory. */
+void worker_log_stats(struct worker *w);
+
+#endif

@@ -1,0 +1,192 @@
+# Shared harness for the end-to-end tests: namespaces with a unique per-run prefix, real servers,
+# the appliance under test, and assertions. Everything created is removed on exit, pass or fail.
+#
+#   client ns  c0 10.99.1.2/24 fd99:1::2/64 --- ac 10.99.1.1 fd99:1::1  appliance ns (mitmtun,
+#   server ns  s0 10.99.2.2/24 fd99:2::2/64 --- as 10.99.2.1 fd99:2::1  gateway mode, lan = ac)
+#
+# Each test script: source lib.sh; e2e_topology; e2e_start_appliance [--set ...]; cases; e2e_pass.
+set -u
+MITMTUN=${1:?usage: $0 path/to/mitmtun}
+MITMTUN=$(readlink -f "$MITMTUN")
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$E2E_DIR/../.." && pwd)
+TOOLS="python3 $E2E_DIR/tools.py"
+
+if [ "$(id -u)" != 0 ] || [ ! -c /dev/net/tun ] || ! command -v ip >/dev/null; then
+    echo "SKIP: end-to-end tests need root, /dev/net/tun and iproute2"
+    [ "${MITMTUN_E2E_REQUIRED:-0}" = 1 ] && exit 1
+    exit 77
+fi
+
+PFX="mt$$$(printf '%04x' $((RANDOM)))"
+NS_C=${PFX}c
+NS_A=${PFX}a
+NS_S=${PFX}s
+WORK=$(mktemp -d /tmp/mitmtun-e2e.XXXXXX)
+FLOWS=$WORK/flows.jsonl
+APP_LOG=$WORK/appliance.log
+APP_PID=
+PIDS=()
+FAILED=0
+CASES=0
+
+e2e_cleanup() {
+    for pid in "${PIDS[@]}" $APP_PID; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}" $APP_PID; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null
+    done
+    for ns in $NS_C $NS_A $NS_S; do
+        ip netns del "$ns" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap e2e_cleanup EXIT
+trap 'exit 1' INT TERM
+
+in_c() { ip netns exec "$NS_C" "$@"; }
+in_a() { ip netns exec "$NS_A" "$@"; }
+in_s() { ip netns exec "$NS_S" "$@"; }
+
+fail() {
+    echo "FAIL: $*"
+    FAILED=$((FAILED + 1))
+}
+ok() {
+    echo "ok: $*"
+}
+# check "description" command...: one case; its output is shown when it fails.
+check() {
+    local what=$1 out
+    shift
+    CASES=$((CASES + 1))
+    if out=$("$@" 2>&1); then
+        ok "$what"
+    else
+        fail "$what"
+        echo "$out" | sed 's/^/    /' | tail -20
+    fi
+}
+
+e2e_link() { # ns1 if1 addr1 addr1v6 ns2 if2 addr2 addr2v6
+    ip link add "$2" netns "$1" type veth peer name "$6" netns "$5"
+    ip -n "$1" addr add "$3" dev "$2"
+    ip -n "$1" addr add "$4" dev "$2" nodad
+    ip -n "$5" addr add "$7" dev "$6"
+    ip -n "$5" addr add "$8" dev "$6" nodad
+    ip -n "$1" link set "$2" up
+    ip -n "$5" link set "$6" up
+}
+
+e2e_topology() {
+    for ns in $NS_C $NS_A $NS_S; do
+        ip netns add "$ns" || exit 1
+        ip -n "$ns" link set lo up
+    done
+    e2e_link "$NS_C" c0 10.99.1.2/24 fd99:1::2/64 "$NS_A" ac 10.99.1.1/24 fd99:1::1/64
+    e2e_link "$NS_S" s0 10.99.2.2/24 fd99:2::2/64 "$NS_A" as 10.99.2.1/24 fd99:2::1/64
+    ip -n "$NS_C" route add default via 10.99.1.1
+    ip -n "$NS_C" -6 route add default via fd99:1::1
+    # The server knows no route to the clients: only the appliance's own address answers it.
+    in_a sysctl -qw net.ipv4.conf.all.rp_filter=0
+}
+
+# Starts the appliance in the appliance namespace in gateway mode; extra arguments are passed on.
+# Programs started in the background must be started with "ip netns exec" directly, so that $!
+# is their pid.
+e2e_start_appliance() {
+    # Not through in_a: a function would put a subshell between $! and the appliance.
+    ip netns exec "$NS_A" "$MITMTUN" -c "$REPO/configs/mitmtun.ini" --set routing.mode=gateway \
+        --set routing.lan_interface=ac --set log.flows="$FLOWS" --set log.stats_interval=0 \
+        --set tun.address6=fd00:6d74::1/64 "$@" >"$APP_LOG" 2>&1 &
+    APP_PID=$!
+    for _ in $(seq 100); do
+        grep -q "routing: gateway mode installed" "$APP_LOG" 2>/dev/null && return 0
+        kill -0 "$APP_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "appliance did not start:"
+    cat "$APP_LOG"
+    exit 1
+}
+
+# Stops the appliance with SIGTERM and checks that it exits 0 (not inside check: needs wait).
+e2e_stop_appliance() {
+    local rc
+    CASES=$((CASES + 1))
+    kill -TERM "$APP_PID"
+    wait "$APP_PID"
+    rc=$?
+    APP_PID=
+    if [ "$rc" = 0 ]; then ok "SIGTERM stops the appliance with status 0"; else fail "SIGTERM: exit status $rc"; tail -5 "$APP_LOG"; fi
+}
+
+# Prints the appliance's open TCP connection count, from a fresh SIGUSR1 stats line.
+e2e_tcp_open() {
+    local before
+    before=$(grep -c 'stats:' "$APP_LOG")
+    kill -USR1 "$APP_PID"
+    for _ in $(seq 50); do
+        [ "$(grep -c 'stats:' "$APP_LOG")" -gt "$before" ] && break
+        sleep 0.1
+    done
+    grep 'stats:' "$APP_LOG" | tail -1 | sed -n 's/.*tcp open=\([0-9]*\).*/\1/p'
+}
+
+# Waits (bounded) until no TCP connection is open; prints the count and fails if it stays > 0.
+e2e_wait_tcp_drained() {
+    local n
+    for _ in $(seq ${1:-30}); do
+        n=$(e2e_tcp_open)
+        [ "$n" = 0 ] && { echo 0; return 0; }
+        sleep 1
+    done
+    echo "still open: $n"
+    return 1
+}
+
+# nginx in the server namespace on ports 80 and 8080 (IPv4 and IPv6), serving $WORK/www.
+e2e_start_nginx() {
+    mkdir -p "$WORK/www" "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_rlimit_nofile 4096;
+error_log $WORK/nginx/error.log;
+pid $WORK/nginx/nginx.pid;
+events { worker_connections 2048; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    keepalive_requests 100000;
+    server {
+        listen 80 backlog=4096; listen [::]:80 backlog=4096;
+        listen 8080; listen [::]:8080;
+        root $WORK/www;
+    }
+}
+CONF
+    ip netns exec "$NS_S" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+    PIDS+=($!)
+    for _ in $(seq 50); do
+        in_s bash -c 'exec 3<>/dev/tcp/10.99.2.2/80' 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nginx did not start"; cat "$WORK/nginx/error.log"; exit 1
+}
+
+# The last flow record matching a jq-free filter: python reads the JSON Lines file.
+e2e_record() { # python-expression-over-r
+    $TOOLS record "$FLOWS" "$1"
+}
+
+e2e_pass() {
+    echo "$CASES cases, $FAILED failed"
+    [ "$FAILED" = 0 ]
+}
