@@ -84,6 +84,8 @@ e2e_topology() {
     for ns in $NS_C $NS_A $NS_S; do
         ip netns add "$ns" || exit 1
         ip -n "$ns" link set lo up
+        # No duplicate address detection: link-local addresses are usable at once.
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
     done
     e2e_link "$NS_C" c0 10.99.1.2/24 fd99:1::2/64 "$NS_A" ac 10.99.1.1/24 fd99:1::1/64
     e2e_link "$NS_S" s0 10.99.2.2/24 fd99:2::2/64 "$NS_A" as 10.99.2.1/24 fd99:2::1/64
@@ -91,6 +93,16 @@ e2e_topology() {
     ip -n "$NS_C" -6 route add default via fd99:1::1
     # The server knows no route to the clients: only the appliance's own address answers it.
     in_a sysctl -qw net.ipv4.conf.all.rp_filter=0
+    # A hotspot forwards already; the appliance switching IPv6 forwarding on itself makes the
+    # kernel drop forwarded IPv6 for about a second (tests of that path use E2E_NO_FORWARDING).
+    [ -n "${E2E_NO_FORWARDING:-}" ] || in_a sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    # Fresh veths ignore neighbour solicitations for a moment: wait until each link answers.
+    for pair in "$NS_C fd99:1::1" "$NS_S fd99:2::1" "$NS_C 10.99.1.1" "$NS_S 10.99.2.1"; do
+        set -- $pair
+        for _ in $(seq 20); do
+            ip netns exec "$1" ping -c1 -W1 -i0.2 "$2" >/dev/null 2>&1 && break
+        done
+    done
 }
 
 # Starts the appliance in the appliance namespace in gateway mode; extra arguments are passed on.

@@ -30,6 +30,26 @@ def record(path, expr, timeout=5.0):
         time.sleep(0.1)
 
 
+def connect(host, port, expect, max_seconds):
+    """Connects and expects one outcome: ok, refused, unreachable or reset, within max_seconds."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family)
+    s.settimeout(float(max_seconds) + 5)
+    start = time.time()
+    try:
+        s.connect((host, int(port)))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        s.recv(1) or s.recv(1)
+        got = "ok"
+    except ConnectionRefusedError:
+        got = "refused"
+    except OSError as e:
+        got = {113: "unreachable", 101: "unreachable", 104: "reset"}.get(e.errno, repr(e))
+    elapsed = time.time() - start
+    print(f"{got} after {1000 * elapsed:.0f} ms")
+    return 0 if got == expect and elapsed <= float(max_seconds) else 1
+
+
 def dns(server, name):
     """Sends an A query over UDP and prints the first answer's address."""
     qid = 0x6d74

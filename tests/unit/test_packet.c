@@ -193,14 +193,14 @@ static void test_udp_roundtrip(void **state)
 
 static void test_unreach_quotes_original(void **state)
 {
-    uint8_t orig[1500], out[1600];
+    uint8_t orig[1500], out[1600], payload[1000];
     struct packet_info pi, icmp;
     size_t n;
 
     (void)state;
-    memset(orig, 0xab, sizeof(orig));
-    n = packet_build_udp(orig, sizeof(orig), AF_INET, client4, 40000, server4, 443, orig + 100,
-                         1000);
+    memset(payload, 0xab, sizeof(payload));
+    n = packet_build_udp(orig, sizeof(orig), AF_INET, client4, 40000, server4, 443, payload,
+                         sizeof(payload));
     assert_int_equal(packet_parse(orig, n, &pi), 0);
     n = packet_build_unreach(out, sizeof(out), orig, n, &pi, PACKET_UNREACH_PORT);
     assert_int_equal(n, 576); /* RFC 1812: at most 576 bytes */
@@ -212,7 +212,7 @@ static void test_unreach_quotes_original(void **state)
     assert_memory_equal(out + 28, orig, 576 - 28);
     assert_checksums(out, &icmp);
 
-    n = packet_build_udp(orig, sizeof(orig), AF_INET6, client6, 40000, server6, 443, orig, 64);
+    n = packet_build_udp(orig, sizeof(orig), AF_INET6, client6, 40000, server6, 443, payload, 64);
     assert_int_equal(packet_parse(orig, n, &pi), 0);
     n = packet_build_unreach(out, sizeof(out), orig, n, &pi, PACKET_UNREACH_HOST);
     assert_int_equal(packet_parse(out, n, &icmp), 0);
