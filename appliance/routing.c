@@ -8,9 +8,10 @@
 
 #define RULE_PRIO_BASE 5000
 
-static int prio_main(const struct config *cfg)
+/* Our three rule priorities: keep-specific-routes, marked sockets, into the TUN. */
+static int prio_first(const struct config *cfg)
 {
-    return RULE_PRIO_BASE + 2 * cfg->routing.table;
+    return RULE_PRIO_BASE + 3 * cfg->routing.table;
 }
 
 /* Runs "ip FAMILY args..." and logs a failure with the whole command. */
@@ -62,13 +63,13 @@ static int sysctl_write(const char *path, const char *value)
 static void routing_clean(const struct config *cfg)
 {
     static const char *const families[] = {"-4", "-6"};
-    char prio[2][16], table[16];
+    char prio[3][16], table[16];
 
-    snprintf(prio[0], sizeof(prio[0]), "%d", prio_main(cfg));
-    snprintf(prio[1], sizeof(prio[1]), "%d", prio_main(cfg) + 1);
+    for (int p = 0; p < 3; p++)
+        snprintf(prio[p], sizeof(prio[p]), "%d", prio_first(cfg) + p);
     snprintf(table, sizeof(table), "%d", cfg->routing.table);
     for (int f = 0; f < 2; f++) {
-        for (int p = 0; p < 2; p++)
+        for (int p = 0; p < 3; p++)
             for (int n = 0; n < 32; n++) {
                 const char *del[] = {"rule", "del", "priority", prio[p], NULL};
                 if (ip(families[f], del, 1) < 0)
@@ -81,11 +82,11 @@ static void routing_clean(const struct config *cfg)
 
 static int routing_family(const struct config *cfg, const char *family)
 {
-    char prio[2][16], table[16], mark[16], uids[32];
+    char prio[3][16], table[16], mark[16], uids[32];
     const char *tun = cfg->tun.name;
 
-    snprintf(prio[0], sizeof(prio[0]), "%d", prio_main(cfg));
-    snprintf(prio[1], sizeof(prio[1]), "%d", prio_main(cfg) + 1);
+    for (int p = 0; p < 3; p++)
+        snprintf(prio[p], sizeof(prio[p]), "%d", prio_first(cfg) + p);
     snprintf(table, sizeof(table), "%d", cfg->routing.table);
     snprintf(mark, sizeof(mark), "0x%x", cfg->routing.mark);
 
@@ -94,7 +95,7 @@ static int routing_family(const struct config *cfg, const char *family)
         return -1;
     if (cfg->routing.mode == ROUTING_GATEWAY) {
         const char *rule[] = {"rule",   "add", "priority",
-                              prio[1],  "iif", cfg->routing.lan_interface,
+                              prio[2],  "iif", cfg->routing.lan_interface,
                               "lookup", table, NULL};
         return ip(family, rule, 0);
     }
@@ -103,14 +104,20 @@ static int routing_family(const struct config *cfg, const char *family)
         "rule", "add", "priority", prio[0], "lookup", "main", "suppress_prefixlength", "0", NULL};
     if (ip(family, keep, 0) < 0)
         return -1;
+    /* The appliance's own sockets never enter the TUN. One "not fwmark M uidrange U" rule would
+     * not do: "not" negates the whole selector, uid range included. */
+    const char *own[] = {"rule", "add",    "priority", prio[1], "fwmark",
+                         mark,   "lookup", "main",     NULL};
+    if (ip(family, own, 0) < 0)
+        return -1;
     for (int i = 0; i < (cfg->routing.nuids ? cfg->routing.nuids : 1); i++) {
-        const char *rule[] = {"rule", "add",    "priority", prio[1], "not", "fwmark",
-                              mark,   "lookup", table,      NULL,    NULL,  NULL};
+        const char *rule[] = {"rule", "add", "priority", prio[2], "lookup",
+                              table,  NULL,  NULL,       NULL};
         if (cfg->routing.nuids) {
             snprintf(uids, sizeof(uids), "%u-%u", (unsigned)cfg->routing.uids[i].first,
                      (unsigned)cfg->routing.uids[i].last);
-            rule[9] = "uidrange";
-            rule[10] = uids;
+            rule[6] = "uidrange";
+            rule[7] = uids;
         }
         if (ip(family, rule, 0) < 0)
             return -1;
@@ -162,7 +169,7 @@ int routing_setup(struct routing *r, const struct config *cfg)
     }
     log_info("routing: %s mode installed (table %d, rule priorities %d-%d)",
              cfg->routing.mode == ROUTING_GATEWAY ? "gateway" : "device", cfg->routing.table,
-             prio_main(cfg), prio_main(cfg) + 1);
+             prio_first(cfg), prio_first(cfg) + 2);
     return 0;
 
 fail:

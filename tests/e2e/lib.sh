@@ -105,6 +105,46 @@ e2e_topology() {
     done
 }
 
+# The device-mode topology: the appliance namespace is the device; the server's service
+# addresses (10.98.3.2, fd98:3::2) sit behind its default route.
+#   appliance ns  as 10.98.2.1/24 fd98:2::1/64 --- s0 10.98.2.2/24 fd98:2::2/64  server ns
+e2e_topology_device() {
+    for ns in $NS_A $NS_S; do
+        ip netns add "$ns" || exit 1
+        ip -n "$ns" link set lo up
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    done
+    e2e_link "$NS_A" as 10.98.2.1/24 fd98:2::1/64 "$NS_S" s0 10.98.2.2/24 fd98:2::2/64
+    ip -n "$NS_S" addr add 10.98.3.2/32 dev lo
+    ip -n "$NS_S" addr add fd98:3::2/128 dev lo
+    ip -n "$NS_A" route add default via 10.98.2.2
+    ip -n "$NS_A" -6 route add default via fd98:2::2
+    in_a sysctl -qw net.ipv4.conf.all.rp_filter=0
+    for addr in 10.98.2.2 fd98:2::2; do
+        for _ in $(seq 20); do in_a ping -c1 -W1 -i0.2 $addr >/dev/null 2>&1 && break; done
+    done
+    E2E_SERVER=10.98.3.2
+}
+
+# Starts the appliance in device mode in the appliance namespace; extra arguments passed on.
+e2e_start_device() {
+    ip netns exec "$NS_A" "$MITMTUN" -c "$REPO/configs/device.ini" --set log.flows="$FLOWS" \
+        --set log.stats_interval=0 "$@" >"$APP_LOG" 2>&1 &
+    APP_PID=$!
+    e2e_wait_started "device mode installed"
+}
+
+e2e_wait_started() { # log line
+    for _ in $(seq 100); do
+        grep -q "$1" "$APP_LOG" 2>/dev/null && return 0
+        kill -0 "$APP_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "appliance did not start:"
+    cat "$APP_LOG"
+    exit 1
+}
+
 # Starts the appliance in the appliance namespace in gateway mode; extra arguments are passed on.
 # Programs started in the background must be started with "ip netns exec" directly, so that $!
 # is their pid.
@@ -114,14 +154,7 @@ e2e_start_appliance() {
         --set routing.lan_interface=ac --set log.flows="$FLOWS" --set log.stats_interval=0 \
         --set tun.address6=fd00:6d74::1/64 "$@" >"$APP_LOG" 2>&1 &
     APP_PID=$!
-    for _ in $(seq 100); do
-        grep -q "routing: gateway mode installed" "$APP_LOG" 2>/dev/null && return 0
-        kill -0 "$APP_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "appliance did not start:"
-    cat "$APP_LOG"
-    exit 1
+    e2e_wait_started "gateway mode installed"
 }
 
 # Stops the appliance with SIGTERM and checks that it exits 0 (not inside check: needs wait).
@@ -187,7 +220,7 @@ CONF
     ip netns exec "$NS_S" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
     PIDS+=($!)
     for _ in $(seq 50); do
-        in_s bash -c 'exec 3<>/dev/tcp/10.99.2.2/80' 2>/dev/null && return 0
+        in_s bash -c "exec 3<>/dev/tcp/${E2E_SERVER:-10.99.2.2}/80" 2>/dev/null && return 0
         sleep 0.1
     done
     echo "nginx did not start"; cat "$WORK/nginx/error.log"; exit 1

@@ -1,0 +1,45 @@
+#!/bin/bash
+# 500 concurrent connections all complete byte-exact; a client that vanishes mid-transfer frees
+# its connection and its upstream; afterwards the appliance holds no connection.
+source "$(dirname "$0")/lib.sh"
+e2e_topology
+e2e_start_nginx
+head -c 100K /dev/urandom >"$WORK/www/small.bin"
+head -c 64M /dev/urandom >"$WORK/www/big.bin"
+small=$(sha256sum <"$WORK/www/small.bin" | cut -d' ' -f1)
+e2e_start_appliance
+
+vanish() { # a slow download whose client is killed after a second
+    ip netns exec "$NS_C" curl -s --limit-rate 1M -o /dev/null http://10.99.2.2/big.bin &
+    local pid=$!
+    sleep 1
+    kill -9 $pid
+    wait $pid 2>/dev/null
+    return 0
+}
+upstream_closed() { # nothing left established towards nginx
+    for _ in $(seq 50); do
+        [ "$(ip netns exec "$NS_S" ss -Htn state established '( sport = :80 )' | wc -l)" = 0 ] && return 0
+        sleep 0.1
+    done
+    ip netns exec "$NS_S" ss -tn
+    return 1
+}
+
+check "500 concurrent connections complete byte-exact (IPv4)" \
+    in_c $TOOLS concurrent 10.99.2.2 80 500 /small.bin "$small"
+check "500 concurrent connections complete byte-exact (IPv6)" \
+    in_c $TOOLS concurrent fd99:2::2 80 500 /small.bin "$small"
+check "all 1000 recorded as closed" python3 -c "
+import json
+recs = [json.loads(l) for l in open('$FLOWS')]
+good = [r for r in recs if r['end'] == 'closed' and r['bytes_down'] > 100 * 1024]
+assert len(good) == 1000, len(good)"
+check "connection count back to zero" e2e_wait_tcp_drained 10
+vanish
+check "vanished client: recorded as reset mid-transfer" e2e_record \
+    'r["server"]=="10.99.2.2:80" and r["end"] in ("client_reset","client_timeout") and 0<r["bytes_down"]<64*2**20'
+check "vanished client: connection freed" e2e_wait_tcp_drained 15
+check "vanished client: upstream connection closed too" upstream_closed
+e2e_stop_appliance
+e2e_pass
