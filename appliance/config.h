@@ -30,6 +30,7 @@ struct config {
         struct in6_addr addr6; /* optional IPv6 address */
         int prefix6;           /* 0 when address6 is unset */
         int mtu;
+        int steer; /* pin the worker, steer the TUN's kernel work elsewhere */
     } tun;
     struct {
         enum routing_mode mode;

@@ -74,6 +74,14 @@ static int open_tun(const struct config *cfg)
         close(fd);
         return -1;
     }
+    if (cfg->tun.steer) {
+        char others[32];
+        int cpu = tun_steer(cfg->tun.name, others, sizeof(others));
+        if (cpu < 0)
+            log_errno(LOG_WARN, "[tun] steer: cannot pin the worker or steer '%s'", cfg->tun.name);
+        else if (cpu > 0)
+            log_info("worker on CPU %d; TUN receive processing on CPUs %s", cpu, others);
+    }
     return fd;
 }
 
@@ -96,7 +104,9 @@ static int run(const struct config *cfg)
         goto out;
     }
     base = event_base_new();
-    if (!base || worker_init(&w, base, cfg, tun_fd, flows) < 0)
+    /* Everything at priority 1 but the netstack's output flush, at 2: see netstack_new. */
+    if (!base || event_base_priority_init(base, 3) < 0 ||
+        worker_init(&w, base, cfg, tun_fd, flows) < 0)
         goto out;
     if (routing_setup(&routing, cfg) < 0) {
         worker_cleanup(&w);

@@ -13,6 +13,8 @@
  */
 #include "netstack.h"
 
+#include "gso.h"
+
 #include "appliance/log.h"
 
 #include <errno.h>
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <lwip/init.h>
@@ -35,7 +38,8 @@
 #define TUN_BATCH       64          /* packets read per readiness event */
 #define SYN_BUCKETS     1024        /* held-SYN hash table size */
 #define STREAM_SND_HIGH (64 * 1024) /* pair bytes queued for lwIP before the pair pauses */
-#define TIMER_MS        100         /* lwIP timers' granularity is 250 ms */
+#define STREAM_SND_BUF  (TCP_SND_QUEUELEN * TCP_MSS * 7 / 8) /* lwIP send buffer: stream_new */
+#define TIMER_MS        100 /* lwIP timers' granularity is 250 ms */
 
 struct netstack_syn {
     struct netstack *ns;
@@ -65,15 +69,19 @@ struct netstack {
     int mtu;
     struct event *tun_ev;
     struct event *timer_ev;
+    struct event *flush_ev; /* lowest priority: see ns_flush_soon */
     struct netif netif;
     struct netstack_handlers h;
     struct netstack_syn *syns[SYN_BUCKETS];
     struct ns_stream *streams;
     uint8_t listening[65536 / 8]; /* ports with an lwIP listener */
     struct netstack_counters counters;
-    uint8_t *rxbuf;
-    uint8_t *txbuf; /* flattens the rare chained pbuf */
+    uint8_t *rxbuf;        /* vnet header + one packet of up to 64 KiB */
+    uint8_t *txbuf;        /* flattens the rare chained pbuf */
+    struct gso_batch *gso; /* lwIP's segments, merged until the next ns_flush */
 };
+
+#define RXBUF_SIZE (GSO_VNET_HDR + 65536)
 
 static int lwip_initialized;
 
@@ -140,6 +148,41 @@ static void syn_unlink(struct netstack_syn *syn)
         *pp = syn->next;
 }
 
+/* Writes the merged segments out. Every entry point that may make lwIP send calls it last. */
+static void ns_flush(struct netstack *ns)
+{
+    int segs = ns->gso->segs;
+    size_t n = gso_finish(ns->gso);
+
+    if (n == 0)
+        return;
+    if (write(ns->tun_fd, ns->gso->buf, n) < 0) {
+        ns->counters.tun_write_errors++;
+        return;
+    }
+    ns->counters.packets_out++;
+    if (segs > 1)
+        ns->counters.segments_merged += (uint64_t)segs;
+}
+
+static void ns_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ns_flush(arg);
+}
+
+/*
+ * Flushes once this round of the event loop has run every other callback: the segments that a
+ * round's ACKs and upstream reads make lwIP send leave as one offloaded packet. A batch that
+ * fills up, or a packet that cannot join it, flushes at once (ns_output).
+ */
+static void ns_flush_soon(struct netstack *ns)
+{
+    if (ns->gso->len > 0)
+        event_active(ns->flush_ev, EV_TIMEOUT, 0);
+}
+
 /* Writes one pbuf (chain) into the TUN. Only TCP comes from lwIP: see netstack_new. */
 static err_t ns_output(struct netif *netif, struct pbuf *p)
 {
@@ -156,7 +199,11 @@ static err_t ns_output(struct netif *netif, struct pbuf *p)
     /* lwIP would also send IGMP/MLD reports and ICMP answers; only TCP is ours to send. */
     if (len < 40 || ((pkt[0] >> 4) == 4 ? pkt[9] : pkt[6]) != IPPROTO_TCP)
         return ERR_OK;
-    netstack_send(ns, pkt, len);
+    if (!gso_add(ns->gso, pkt, len)) {
+        ns_flush(ns);
+        if (!gso_add(ns->gso, pkt, len))
+            netstack_send(ns, pkt, len);
+    }
     return ERR_OK;
 }
 
@@ -413,26 +460,28 @@ static void stream_taken(struct evbuffer *buf, const struct evbuffer_cb_info *in
 static void stream_readcb(struct bufferevent *bev, void *arg)
 {
     struct ns_stream *s = arg;
+    struct netstack *ns = s->ns;
 
     (void)bev;
     if (s->pcb)
         stream_push(s);
+    ns_flush_soon(ns);
 }
 
 static void stream_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct ns_stream *s = arg;
+    struct netstack *ns = s->ns;
 
     (void)bev;
     if (what & BEV_EVENT_ERROR) {
         stream_abort(s);
-        return;
-    }
-    if (what & BEV_EVENT_EOF) {
+    } else if (what & BEV_EVENT_EOF) {
         s->app_eof = 1;
         if (s->pcb)
             stream_push(s);
     }
+    ns_flush_soon(ns);
 }
 
 static struct ns_stream *stream_new(struct netstack *ns, struct tcp_pcb *pcb,
@@ -459,6 +508,11 @@ static struct ns_stream *stream_new(struct netstack *ns, struct tcp_pcb *pcb,
     tcp_sent(pcb, ns_sent);
     tcp_err(pcb, ns_err);
     tcp_nagle_disable(pcb);
+    /* Debian's lwIP is built with a 64 KiB send buffer, which caps a connection at 64 KiB per
+     * round trip. The pcb's own counter may be raised up to what TCP_SND_QUEUELEN segments hold;
+     * the slow-start threshold follows, so the congestion window can grow into it. */
+    pcb->snd_buf = STREAM_SND_BUF;
+    pcb->ssthresh = STREAM_SND_BUF;
     s->next = ns->streams;
     if (s->next)
         s->next->prev = s;
@@ -593,7 +647,8 @@ static void ns_tun_readable(evutil_socket_t fd, short what, void *arg)
 
     (void)what;
     for (int i = 0; i < TUN_BATCH; i++) {
-        ssize_t n = read(fd, ns->rxbuf, (size_t)ns->mtu);
+        ssize_t n = read(fd, ns->rxbuf, RXBUF_SIZE);
+        uint8_t *pkt = ns->rxbuf + GSO_VNET_HDR;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -601,21 +656,29 @@ static void ns_tun_readable(evutil_socket_t fd, short what, void *arg)
                 log_errno(LOG_WARN, "netstack: reading the TUN device");
             break;
         }
-        ns_input(ns, ns->rxbuf, (size_t)n);
+        if (n <= GSO_VNET_HDR || gso_complete_csum(ns->rxbuf, pkt, (size_t)n - GSO_VNET_HDR) < 0) {
+            ns->counters.dropped_malformed++;
+            continue;
+        }
+        ns_input(ns, pkt, (size_t)n - GSO_VNET_HDR);
     }
+    ns_flush_soon(ns);
 }
 
 static void ns_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    (void)arg;
     sys_check_timeouts();
+    ns_flush_soon(arg);
 }
 
 int netstack_send(struct netstack *ns, const uint8_t *pkt, size_t len)
 {
-    if (write(ns->tun_fd, pkt, len) < 0) {
+    static const uint8_t plain[GSO_VNET_HDR]; /* no offload asked */
+    struct iovec iov[2] = {{(void *)plain, sizeof(plain)}, {(void *)pkt, len}};
+
+    if (writev(ns->tun_fd, iov, 2) < 0) {
         ns->counters.tun_write_errors++;
         return -1;
     }
@@ -634,6 +697,7 @@ void netstack_syn_accept(struct netstack_syn *syn, void *ctx)
         return;
     }
     ns_lwip_input(ns, syn->pkt, syn->len, &syn->pi);
+    ns_flush_soon(ns);
 }
 
 void netstack_syn_reject(struct netstack_syn *syn, enum netstack_reject how)
@@ -670,9 +734,10 @@ struct netstack *netstack_new(struct event_base *base, int tun_fd, int mtu,
     ns->tun_fd = tun_fd;
     ns->mtu = mtu;
     ns->h = *handlers;
-    ns->rxbuf = malloc((size_t)mtu);
+    ns->rxbuf = malloc(RXBUF_SIZE);
     ns->txbuf = malloc((size_t)mtu);
-    if (!ns->rxbuf || !ns->txbuf)
+    ns->gso = calloc(1, sizeof(*ns->gso));
+    if (!ns->rxbuf || !ns->txbuf || !ns->gso)
         goto fail;
     if (!lwip_initialized) {
         lwip_init();
@@ -687,8 +752,10 @@ struct netstack *netstack_new(struct event_base *base, int tun_fd, int mtu,
 #endif
     ns->tun_ev = event_new(base, tun_fd, EV_READ | EV_PERSIST, ns_tun_readable, ns);
     ns->timer_ev = event_new(base, -1, EV_PERSIST, ns_timer, ns);
-    if (!ns->tun_ev || !ns->timer_ev || event_add(ns->tun_ev, NULL) < 0 ||
-        event_add(ns->timer_ev, &tick) < 0)
+    ns->flush_ev = event_new(base, -1, 0, ns_flush_cb, ns);
+    if (!ns->tun_ev || !ns->timer_ev || !ns->flush_ev ||
+        event_priority_set(ns->flush_ev, event_base_get_npriorities(base) - 1) < 0 ||
+        event_add(ns->tun_ev, NULL) < 0 || event_add(ns->timer_ev, &tick) < 0)
         goto fail_netif;
     return ns;
 
@@ -699,8 +766,11 @@ fail:
         event_free(ns->tun_ev);
     if (ns->timer_ev)
         event_free(ns->timer_ev);
+    if (ns->flush_ev)
+        event_free(ns->flush_ev);
     free(ns->rxbuf);
     free(ns->txbuf);
+    free(ns->gso);
     free(ns);
     log_error("netstack: cannot start (out of memory)");
     return NULL;
@@ -710,6 +780,7 @@ void netstack_free(struct netstack *ns)
 {
     while (ns->streams)
         stream_abort(ns->streams);
+    ns_flush(ns);
     for (int i = 0; i < SYN_BUCKETS; i++)
         while (ns->syns[i]) {
             struct netstack_syn *syn = ns->syns[i];
@@ -718,8 +789,10 @@ void netstack_free(struct netstack *ns)
         }
     event_free(ns->tun_ev);
     event_free(ns->timer_ev);
+    event_free(ns->flush_ev);
     netif_remove(&ns->netif);
     free(ns->rxbuf);
     free(ns->txbuf);
+    free(ns->gso);
     free(ns);
 }

@@ -62,6 +62,7 @@ enum netstack_reject {
 
 struct netstack_counters {
     uint64_t packets_in, packets_out;
+    uint64_t segments_merged;   /* lwIP segments sent inside larger offloaded packets */
     uint64_t dropped_malformed; /* could not be parsed */
     uint64_t dropped_fragments; /* IP fragments (not reassembled) */
     uint64_t dropped_other;     /* protocols we do not relay */
@@ -69,8 +70,10 @@ struct netstack_counters {
 };
 
 /*
- * Starts the stack on an open, non-blocking TUN fd (IFF_TUN, IFF_NO_PI). lwIP keeps global state,
- * so there is one netstack per process for now. Returns NULL on failure (logged).
+ * Starts the stack on an open, non-blocking TUN fd (see tun_open). lwIP keeps global state, so
+ * there is one netstack per process for now. Give base several priorities
+ * (event_base_priority_init): the stack's output flush runs at the lowest. Returns NULL on
+ * failure (logged).
  */
 struct netstack *netstack_new(struct event_base *base, int tun_fd, int mtu,
                               const struct netstack_handlers *handlers);
