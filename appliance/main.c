@@ -104,9 +104,7 @@ static int run(const struct config *cfg)
         goto out;
     }
     base = event_base_new();
-    /* Everything at priority 1 but the netstack's output flush, at 2: see netstack_new. */
-    if (!base || event_base_priority_init(base, 3) < 0 ||
-        worker_init(&w, base, cfg, tun_fd, flows) < 0)
+    if (!base || worker_init(&w, base, cfg, tun_fd, flows) < 0)
         goto out;
     if (routing_setup(&routing, cfg) < 0) {
         worker_cleanup(&w);

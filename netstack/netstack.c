@@ -38,8 +38,7 @@
 #define TUN_BATCH       64          /* packets read per readiness event */
 #define SYN_BUCKETS     1024        /* held-SYN hash table size */
 #define STREAM_SND_HIGH (64 * 1024) /* pair bytes queued for lwIP before the pair pauses */
-#define STREAM_SND_BUF  (TCP_SND_QUEUELEN * TCP_MSS * 7 / 8) /* lwIP send buffer: stream_new */
-#define TIMER_MS        100 /* lwIP timers' granularity is 250 ms */
+#define TIMER_MS        100         /* lwIP timers' granularity is 250 ms */
 
 struct netstack_syn {
     struct netstack *ns;
@@ -69,7 +68,6 @@ struct netstack {
     int mtu;
     struct event *tun_ev;
     struct event *timer_ev;
-    struct event *flush_ev; /* lowest priority: see ns_flush_soon */
     struct netif netif;
     struct netstack_handlers h;
     struct netstack_syn *syns[SYN_BUCKETS];
@@ -163,24 +161,6 @@ static void ns_flush(struct netstack *ns)
     ns->counters.packets_out++;
     if (segs > 1)
         ns->counters.segments_merged += (uint64_t)segs;
-}
-
-static void ns_flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    ns_flush(arg);
-}
-
-/*
- * Flushes once this round of the event loop has run every other callback: the segments that a
- * round's ACKs and upstream reads make lwIP send leave as one offloaded packet. A batch that
- * fills up, or a packet that cannot join it, flushes at once (ns_output).
- */
-static void ns_flush_soon(struct netstack *ns)
-{
-    if (ns->gso->len > 0)
-        event_active(ns->flush_ev, EV_TIMEOUT, 0);
 }
 
 /* Writes one pbuf (chain) into the TUN. Only TCP comes from lwIP: see netstack_new. */
@@ -455,6 +435,7 @@ static void stream_taken(struct evbuffer *buf, const struct evbuffer_cb_info *in
         tcp_recved(s->pcb, chunk);
         n -= chunk;
     }
+    ns_flush(s->ns); /* tcp_recved may have sent a window update, and queued data with it */
 }
 
 static void stream_readcb(struct bufferevent *bev, void *arg)
@@ -465,7 +446,7 @@ static void stream_readcb(struct bufferevent *bev, void *arg)
     (void)bev;
     if (s->pcb)
         stream_push(s);
-    ns_flush_soon(ns);
+    ns_flush(ns);
 }
 
 static void stream_eventcb(struct bufferevent *bev, short what, void *arg)
@@ -481,7 +462,7 @@ static void stream_eventcb(struct bufferevent *bev, short what, void *arg)
         if (s->pcb)
             stream_push(s);
     }
-    ns_flush_soon(ns);
+    ns_flush(ns);
 }
 
 static struct ns_stream *stream_new(struct netstack *ns, struct tcp_pcb *pcb,
@@ -508,11 +489,6 @@ static struct ns_stream *stream_new(struct netstack *ns, struct tcp_pcb *pcb,
     tcp_sent(pcb, ns_sent);
     tcp_err(pcb, ns_err);
     tcp_nagle_disable(pcb);
-    /* Debian's lwIP is built with a 64 KiB send buffer, which caps a connection at 64 KiB per
-     * round trip. The pcb's own counter may be raised up to what TCP_SND_QUEUELEN segments hold;
-     * the slow-start threshold follows, so the congestion window can grow into it. */
-    pcb->snd_buf = STREAM_SND_BUF;
-    pcb->ssthresh = STREAM_SND_BUF;
     s->next = ns->streams;
     if (s->next)
         s->next->prev = s;
@@ -662,7 +638,7 @@ static void ns_tun_readable(evutil_socket_t fd, short what, void *arg)
         }
         ns_input(ns, pkt, (size_t)n - GSO_VNET_HDR);
     }
-    ns_flush_soon(ns);
+    ns_flush(ns);
 }
 
 static void ns_timer(evutil_socket_t fd, short what, void *arg)
@@ -670,7 +646,7 @@ static void ns_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sys_check_timeouts();
-    ns_flush_soon(arg);
+    ns_flush(arg);
 }
 
 int netstack_send(struct netstack *ns, const uint8_t *pkt, size_t len)
@@ -697,7 +673,7 @@ void netstack_syn_accept(struct netstack_syn *syn, void *ctx)
         return;
     }
     ns_lwip_input(ns, syn->pkt, syn->len, &syn->pi);
-    ns_flush_soon(ns);
+    ns_flush(ns);
 }
 
 void netstack_syn_reject(struct netstack_syn *syn, enum netstack_reject how)
@@ -752,10 +728,8 @@ struct netstack *netstack_new(struct event_base *base, int tun_fd, int mtu,
 #endif
     ns->tun_ev = event_new(base, tun_fd, EV_READ | EV_PERSIST, ns_tun_readable, ns);
     ns->timer_ev = event_new(base, -1, EV_PERSIST, ns_timer, ns);
-    ns->flush_ev = event_new(base, -1, 0, ns_flush_cb, ns);
-    if (!ns->tun_ev || !ns->timer_ev || !ns->flush_ev ||
-        event_priority_set(ns->flush_ev, event_base_get_npriorities(base) - 1) < 0 ||
-        event_add(ns->tun_ev, NULL) < 0 || event_add(ns->timer_ev, &tick) < 0)
+    if (!ns->tun_ev || !ns->timer_ev || event_add(ns->tun_ev, NULL) < 0 ||
+        event_add(ns->timer_ev, &tick) < 0)
         goto fail_netif;
     return ns;
 
@@ -766,8 +740,6 @@ fail:
         event_free(ns->tun_ev);
     if (ns->timer_ev)
         event_free(ns->timer_ev);
-    if (ns->flush_ev)
-        event_free(ns->flush_ev);
     free(ns->rxbuf);
     free(ns->txbuf);
     free(ns->gso);
@@ -789,7 +761,6 @@ void netstack_free(struct netstack *ns)
         }
     event_free(ns->tun_ev);
     event_free(ns->timer_ev);
-    event_free(ns->flush_ev);
     netif_remove(&ns->netif);
     free(ns->rxbuf);
     free(ns->txbuf);

@@ -71,9 +71,7 @@ struct netstack_counters {
 
 /*
  * Starts the stack on an open, non-blocking TUN fd (see tun_open). lwIP keeps global state, so
- * there is one netstack per process for now. Give base several priorities
- * (event_base_priority_init): the stack's output flush runs at the lowest. Returns NULL on
- * failure (logged).
+ * there is one netstack per process for now. Returns NULL on failure (logged).
  */
 struct netstack *netstack_new(struct event_base *base, int tun_fd, int mtu,
                               const struct netstack_handlers *handlers);
