@@ -93,7 +93,6 @@ static void stream_reset(struct bufferevent *bev)
 static void conn_close(struct conn *c, const char *end, const char *error)
 {
     struct worker *w = c->w;
-    struct timespec now;
     int graceful = strcmp(end, "closed") == 0;
 
     if (c->closed)
@@ -121,7 +120,6 @@ static void conn_close(struct conn *c, const char *end, const char *error)
         c->ubev = NULL;
     }
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
     struct flow_record r = {
         .type = "tcp",
         .id = c->id,
@@ -130,8 +128,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
         .bytes_up = c->bytes_up,
         .bytes_down = c->bytes_down,
         .start = c->start,
-        .duration_ms =
-            (now.tv_sec - c->mono.tv_sec) * 1000 + (now.tv_nsec - c->mono.tv_nsec) / 1000000,
+        .mono_start = c->mono,
         .end = end,
         .error = error,
     };

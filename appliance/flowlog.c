@@ -92,15 +92,21 @@ static const char *human_bytes(uint64_t n, char *buf, size_t len)
 void flowlog_write(struct flowlog *fl, const struct flow_record *r)
 {
     char client[64], server[64], up[32], down[32], ts[40], line[1024];
+    struct timespec now;
+    int64_t duration_ms;
     struct tm tm;
     size_t pos = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    duration_ms = (int64_t)(now.tv_sec - r->mono_start.tv_sec) * 1000 +
+                  (now.tv_nsec - r->mono_start.tv_nsec) / 1000000;
 
     netstack_endpoint_str(r->client, client, sizeof(client));
     netstack_endpoint_str(r->server, server, sizeof(server));
     log_info("%s #%" PRIu64 " %s -> %s %s%s%s up %s down %s in %.2f s", r->type, r->id, client,
              server, r->end, r->error ? ": " : "", r->error ? r->error : "",
              human_bytes(r->bytes_up, up, sizeof(up)),
-             human_bytes(r->bytes_down, down, sizeof(down)), (double)r->duration_ms / 1000);
+             human_bytes(r->bytes_down, down, sizeof(down)), (double)duration_ms / 1000);
     if (!fl || fl->fd < 0)
         return;
 
@@ -112,7 +118,7 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
     append(line, sizeof(line), &pos,
            ",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64 ",\"duration_ms\":%" PRId64
            ",\"end\":",
-           r->bytes_up, r->bytes_down, r->duration_ms);
+           r->bytes_up, r->bytes_down, duration_ms);
     flowlog_json_string(line, sizeof(line), &pos, r->end);
     if (r->error) {
         append(line, sizeof(line), &pos, ",\"error\":");

@@ -19,10 +19,10 @@ struct flow_record {
     const struct netstack_endpoint *client; /* as seen on the TUN */
     const struct netstack_endpoint *server; /* the original destination */
     uint64_t bytes_up, bytes_down;          /* client to server, server to client */
-    struct timespec start;                  /* CLOCK_REALTIME */
-    int64_t duration_ms;
-    const char *end;   /* how it ended: "closed", "refused", ... */
-    const char *error; /* detail, or NULL */
+    struct timespec start;                  /* CLOCK_REALTIME, for the record's "ts" */
+    struct timespec mono_start;             /* CLOCK_MONOTONIC, for its duration */
+    const char *end;                        /* how it ended: "closed", "refused", ... */
+    const char *error;                      /* detail, or NULL */
 };
 
 /* Opens path for appending (NULL or "" for console only). Returns NULL with err filled. */

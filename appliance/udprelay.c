@@ -61,7 +61,6 @@ static void flow_close(struct udp_flow *f, const char *end, const char *error)
 {
     struct udprelay *r = f->r;
     struct udp_flow **pp;
-    struct timespec now;
     struct packet_info key = {
         .family = f->client.family, .sport = f->client.port, .dport = f->server.port};
 
@@ -72,7 +71,6 @@ static void flow_close(struct udp_flow *f, const char *end, const char *error)
             *pp = f->hnext;
             break;
         }
-    clock_gettime(CLOCK_MONOTONIC, &now);
     struct flow_record rec = {
         .type = "udp",
         .id = f->id,
@@ -81,8 +79,7 @@ static void flow_close(struct udp_flow *f, const char *end, const char *error)
         .bytes_up = f->bytes_up,
         .bytes_down = f->bytes_down,
         .start = f->start,
-        .duration_ms =
-            (now.tv_sec - f->mono.tv_sec) * 1000 + (now.tv_nsec - f->mono.tv_nsec) / 1000000,
+        .mono_start = f->mono,
         .end = end,
         .error = error,
     };

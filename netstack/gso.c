@@ -7,22 +7,6 @@
 
 #define TCP_HDR 20
 
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Header length of a plain IPv4 (no options) or IPv6 (no extension headers) TCP packet with a
  * 20-byte TCP header carrying only ACK (PSH allowed), or 0 if it is anything else. */
 static size_t mergeable_header(const uint8_t *pkt, size_t len)
@@ -32,11 +16,12 @@ static size_t mergeable_header(const uint8_t *pkt, size_t len)
     if (len < 40)
         return 0;
     if ((pkt[0] >> 4) == 4) {
-        if (pkt[0] != 0x45 || pkt[9] != 6 || rd16(pkt + 2) != len || (rd16(pkt + 6) & 0x3fff))
+        if (pkt[0] != 0x45 || pkt[9] != 6 || packet_rd16(pkt + 2) != len ||
+            (packet_rd16(pkt + 6) & 0x3fff))
             return 0;
         iphl = 20;
     } else if ((pkt[0] >> 4) == 6) {
-        if (len < 60 || pkt[6] != 6 || rd16(pkt + 4) + 40u != len)
+        if (len < 60 || pkt[6] != 6 || packet_rd16(pkt + 4) + 40u != len)
             return 0;
         iphl = 40;
     } else {
@@ -71,13 +56,13 @@ int gso_add(struct gso_batch *b, const uint8_t *pkt, size_t len)
         b->segs = 1;
         b->hdrlen = hdrlen;
         b->mss = (uint16_t)payload;
-        b->next_seq = rd32(pkt + hdrlen - TCP_HDR + 4) + (uint32_t)payload;
+        b->next_seq = packet_rd32(pkt + hdrlen - TCP_HDR + 4) + (uint32_t)payload;
         return 1;
     }
     /* Joins only behind full-size segments without PSH, in sequence, within 64 KiB. */
     if (hdrlen != b->hdrlen || payload > b->mss || (b->len - b->hdrlen) % b->mss != 0 ||
         (ip[hdrlen - TCP_HDR + 13] & 0x08) || b->len + payload > GSO_MAX ||
-        rd32(pkt + hdrlen - TCP_HDR + 4) != b->next_seq || !same_flow(ip, pkt, hdrlen))
+        packet_rd32(pkt + hdrlen - TCP_HDR + 4) != b->next_seq || !same_flow(ip, pkt, hdrlen))
         return 0;
     memcpy(ip + b->len, pkt + hdrlen, payload);
     /* The newest acknowledgment, window and flags (PSH) go out with the merged packet. */
@@ -105,16 +90,16 @@ size_t gso_finish(struct gso_batch *b)
         return GSO_VNET_HDR + total; /* lwIP's own checksums stand */
 
     if (v4) {
-        wr16(ip + 2, (uint16_t)total);
-        wr16(ip + 10, 0);
-        wr16(ip + 10, packet_csum_fold(packet_csum_add(0, ip, 20)));
+        packet_wr16(ip + 2, (uint16_t)total);
+        packet_wr16(ip + 10, 0);
+        packet_wr16(ip + 10, packet_csum_fold(packet_csum_add(0, ip, 20)));
     } else {
-        wr16(ip + 4, (uint16_t)(total - 40));
+        packet_wr16(ip + 4, (uint16_t)(total - 40));
     }
     /* CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the kernel adds the rest. */
     sum = packet_csum_add(0, ip + (v4 ? 12 : 8), v4 ? 8 : 32);
     sum += 6 + (uint32_t)(total - iphl);
-    wr16(tcp + 16, (uint16_t)~packet_csum_fold(sum));
+    packet_wr16(tcp + 16, (uint16_t)~packet_csum_fold(sum));
     vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     vh->gso_type = v4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
     vh->hdr_len = (uint16_t)b->hdrlen;
@@ -136,6 +121,6 @@ int gso_complete_csum(const uint8_t *vnet, uint8_t *pkt, size_t len)
         return -1;
     /* The field holds the pseudo-header sum: summing over it completes the checksum. */
     sum = packet_csum_fold(packet_csum_add(0, pkt + start, len - start));
-    wr16(pkt + field, sum);
+    packet_wr16(pkt + field, sum);
     return 0;
 }

@@ -10,28 +10,6 @@
 #define TCP_HDR  20
 #define ICMP_HDR 8
 
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-    wr16(p, (uint16_t)(v >> 16));
-    wr16(p + 2, (uint16_t)v);
-}
-
 size_t packet_addr_len(int family)
 {
     return family == AF_INET ? 4 : 16;
@@ -42,7 +20,7 @@ uint32_t packet_csum_add(uint32_t sum, const uint8_t *buf, size_t len)
     size_t i;
 
     for (i = 0; i + 1 < len; i += 2)
-        sum += rd16(buf + i);
+        sum += packet_rd16(buf + i);
     if (len & 1)
         sum += (uint32_t)buf[len - 1] << 8;
     return sum;
@@ -62,17 +40,17 @@ static int parse_l4(const uint8_t *l4, size_t len, struct packet_info *pi)
     case IPPROTO_TCP:
         if (len < TCP_HDR || (size_t)(l4[12] >> 4) * 4 < TCP_HDR || (size_t)(l4[12] >> 4) * 4 > len)
             return -1;
-        pi->sport = rd16(l4);
-        pi->dport = rd16(l4 + 2);
-        pi->tcp_seq = rd32(l4 + 4);
+        pi->sport = packet_rd16(l4);
+        pi->dport = packet_rd16(l4 + 2);
+        pi->tcp_seq = packet_rd32(l4 + 4);
         pi->tcp_flags = l4[13];
         return 0;
     case IPPROTO_UDP:
-        if (len < UDP_HDR || rd16(l4 + 4) < UDP_HDR || rd16(l4 + 4) > len)
+        if (len < UDP_HDR || packet_rd16(l4 + 4) < UDP_HDR || packet_rd16(l4 + 4) > len)
             return -1;
-        pi->sport = rd16(l4);
-        pi->dport = rd16(l4 + 2);
-        pi->l4_len = rd16(l4 + 4);
+        pi->sport = packet_rd16(l4);
+        pi->dport = packet_rd16(l4 + 2);
+        pi->l4_len = packet_rd16(l4 + 4);
         return 0;
     case IPPROTO_ICMP:
     case IPPROTO_ICMPV6:
@@ -80,8 +58,8 @@ static int parse_l4(const uint8_t *l4, size_t len, struct packet_info *pi)
             return -1;
         pi->icmp_type = l4[0];
         pi->icmp_code = l4[1];
-        pi->sport = rd16(l4 + 4);
-        pi->dport = rd16(l4 + 6);
+        pi->sport = packet_rd16(l4 + 4);
+        pi->dport = packet_rd16(l4 + 6);
         return 0;
     default:
         return 0;
@@ -95,7 +73,7 @@ static int parse_ipv4(const uint8_t *buf, size_t len, struct packet_info *pi)
     if (len < IPV4_HDR)
         return -1;
     ihl = (size_t)(buf[0] & 0x0f) * 4;
-    total = rd16(buf + 2);
+    total = packet_rd16(buf + 2);
     if (ihl < IPV4_HDR || total < ihl || total > len)
         return -1;
     pi->family = AF_INET;
@@ -105,7 +83,7 @@ static int parse_ipv4(const uint8_t *buf, size_t len, struct packet_info *pi)
     pi->l4_offset = ihl;
     pi->l4_len = total - ihl;
     /* More-fragments flag or a non-zero offset. */
-    pi->fragment = (rd16(buf + 6) & 0x3fff) != 0;
+    pi->fragment = (packet_rd16(buf + 6) & 0x3fff) != 0;
     return 0;
 }
 
@@ -116,7 +94,7 @@ static int parse_ipv6(const uint8_t *buf, size_t len, struct packet_info *pi)
 
     if (len < IPV6_HDR)
         return -1;
-    end = IPV6_HDR + (size_t)rd16(buf + 4);
+    end = IPV6_HDR + (size_t)packet_rd16(buf + 4);
     if (end > len)
         return -1;
     pi->family = AF_INET6;
@@ -190,18 +168,18 @@ static size_t put_ip_header(uint8_t *out, int family, uint8_t proto, const uint8
     if (family == AF_INET) {
         memset(out, 0, IPV4_HDR);
         out[0] = 0x45;
-        wr16(out + 2, (uint16_t)(IPV4_HDR + l4len));
-        wr16(out + 6, df ? 0x4000 : 0);
+        packet_wr16(out + 2, (uint16_t)(IPV4_HDR + l4len));
+        packet_wr16(out + 6, df ? 0x4000 : 0);
         out[8] = 64;
         out[9] = proto;
         memcpy(out + 12, src, 4);
         memcpy(out + 16, dst, 4);
-        wr16(out + 10, packet_csum_fold(packet_csum_add(0, out, IPV4_HDR)));
+        packet_wr16(out + 10, packet_csum_fold(packet_csum_add(0, out, IPV4_HDR)));
         return IPV4_HDR;
     }
     memset(out, 0, IPV6_HDR);
     out[0] = 0x60;
-    wr16(out + 4, (uint16_t)l4len);
+    packet_wr16(out + 4, (uint16_t)l4len);
     out[6] = proto;
     out[7] = 64;
     memcpy(out + 8, src, 16);
@@ -237,13 +215,13 @@ size_t packet_build_udp(uint8_t *out, size_t cap, int family, const uint8_t *src
     if (len > 0xffff - UDP_HDR - IPV6_HDR || hl + UDP_HDR + len > cap)
         return 0;
     put_ip_header(out, family, IPPROTO_UDP, src, dst, UDP_HDR + len, 0);
-    wr16(udp, sport);
-    wr16(udp + 2, dport);
-    wr16(udp + 4, (uint16_t)(UDP_HDR + len));
-    wr16(udp + 6, 0);
+    packet_wr16(udp, sport);
+    packet_wr16(udp + 2, dport);
+    packet_wr16(udp + 4, (uint16_t)(UDP_HDR + len));
+    packet_wr16(udp + 6, 0);
     memcpy(udp + UDP_HDR, payload, len);
     sum = l4_checksum(family, IPPROTO_UDP, src, dst, udp, UDP_HDR + len);
-    wr16(udp + 6, sum ? sum : 0xffff);
+    packet_wr16(udp + 6, sum ? sum : 0xffff);
     return hl + UDP_HDR + len;
 }
 
@@ -256,12 +234,12 @@ size_t packet_build_tcp_rst(uint8_t *out, size_t cap, const struct packet_info *
         return 0;
     put_ip_header(out, syn->family, IPPROTO_TCP, syn->dst, syn->src, TCP_HDR, 1);
     memset(tcp, 0, TCP_HDR);
-    wr16(tcp, syn->dport);
-    wr16(tcp + 2, syn->sport);
-    wr32(tcp + 8, syn->tcp_seq + 1); /* acknowledges the SYN */
+    packet_wr16(tcp, syn->dport);
+    packet_wr16(tcp + 2, syn->sport);
+    packet_wr32(tcp + 8, syn->tcp_seq + 1); /* acknowledges the SYN */
     tcp[12] = (TCP_HDR / 4) << 4;
     tcp[13] = PACKET_TCP_RST | PACKET_TCP_ACK;
-    wr16(tcp + 16, l4_checksum(syn->family, IPPROTO_TCP, syn->dst, syn->src, tcp, TCP_HDR));
+    packet_wr16(tcp + 16, l4_checksum(syn->family, IPPROTO_TCP, syn->dst, syn->src, tcp, TCP_HDR));
     return hl + TCP_HDR;
 }
 
@@ -280,14 +258,14 @@ static size_t build_icmp(uint8_t *out, size_t cap, int family, const uint8_t *sr
     put_ip_header(out, family, proto, src, dst, ICMP_HDR + len, 1);
     icmp[0] = type;
     icmp[1] = code;
-    wr16(icmp + 2, 0);
-    wr32(icmp + 4, rest);
+    packet_wr16(icmp + 2, 0);
+    packet_wr32(icmp + 4, rest);
     memcpy(icmp + ICMP_HDR, body, len);
     if (family == AF_INET)
         sum = packet_csum_fold(packet_csum_add(0, icmp, ICMP_HDR + len));
     else
         sum = l4_checksum(family, proto, src, dst, icmp, ICMP_HDR + len);
-    wr16(icmp + 2, sum);
+    packet_wr16(icmp + 2, sum);
     return hl + ICMP_HDR + len;
 }
 

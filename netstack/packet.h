@@ -57,6 +57,29 @@ size_t packet_build_echo_reply(uint8_t *out, size_t cap, int family, const uint8
                                const uint8_t *dst, uint16_t id, uint16_t seq, const uint8_t *data,
                                size_t len);
 
+/* Big-endian (network order) reads and writes of 16 and 32 bits. */
+static inline uint16_t packet_rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void packet_wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static inline uint32_t packet_rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void packet_wr32(uint8_t *p, uint32_t v)
+{
+    packet_wr16(p, (uint16_t)(v >> 16));
+    packet_wr16(p + 2, (uint16_t)v);
+}
+
 /* The Internet checksum (RFC 1071) of buf, continuing from sum; fold with packet_csum_fold. */
 uint32_t packet_csum_add(uint32_t sum, const uint8_t *buf, size_t len);
 uint16_t packet_csum_fold(uint32_t sum);
