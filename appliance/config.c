@@ -42,6 +42,7 @@ static const struct key config_keys[] = {
     {"udp", "max_flows", K_INT, F(udp.max_flows), 1, 1000000, NULL, "4096"},
     {"udp", "relay_quic", K_BOOL, F(udp.relay_quic), 0, 0, NULL, "no"},
     {"icmp", "echo", K_CHOICE, F(icmp.echo), 0, 0, "relay|drop", "relay"},
+    {"tls", "ca_dir", K_PATH, F(tls.ca_dir), 0, 0, NULL, "/var/lib/mitmtun/ca"},
     {"log", "level", K_CHOICE, F(log.level), 0, 0, "error|warn|info|debug", "info"},
     {"log", "flows", K_PATH, F(log.flows), 0, 0, NULL, "flows.jsonl"},
     {"log", "stats_interval", K_INT, F(log.stats_interval), 0, 86400, NULL, "60"},
@@ -287,7 +288,7 @@ static int check_unknown_keys(dictionary *d, const char *path, char *err, size_t
         if (!known_section)
             return fail(err, errlen,
                         "%s: [%s]: unknown section (known: tun, routing, tcp, udp, "
-                        "icmp, log)",
+                        "icmp, tls, log)",
                         path, sec);
         if (nkeys <= 0)
             continue;

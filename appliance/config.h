@@ -52,6 +52,9 @@ struct config {
         enum icmp_echo_mode echo;
     } icmp;
     struct {
+        char ca_dir[CONFIG_PATH_MAX]; /* our CA: ca.key and ca.crt, made on first start */
+    } tls;
+    struct {
         int level;                   /* enum log_level */
         char flows[CONFIG_PATH_MAX]; /* JSON Lines file of connection records; "" for none */
         int stats_interval;          /* seconds between stats lines; 0 for none */

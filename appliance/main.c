@@ -5,6 +5,7 @@
 #include "routing.h"
 #include "worker.h"
 #include "netstack/tun.h"
+#include "tls/ca.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -25,6 +26,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mitmtun -c FILE [--set section.key=value]... [--check]\n"
+            "       mitmtun -c FILE ca export DIR\n"
             "\n"
             "Transparent TLS/HTTP interception appliance: terminates the TCP connections routed\n"
             "into a TUN device and relays them over the host's network stack.\n"
@@ -34,6 +36,8 @@ static void usage(FILE *out)
             "      --check         validate the configuration and exit\n"
             "  -h, --help          this text\n"
             "  -V, --version       the version\n"
+            "  ca export DIR       write the CA certificate into DIR in every form device\n"
+            "                      installers take (PEM, DER, PKCS#12, Android), with a how-to\n"
             "\n"
             "Signals: SIGINT/SIGTERM stop cleanly, SIGUSR1 logs a stats line.\n"
             "Exit status: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage.\n");
@@ -85,6 +89,44 @@ static int open_tun(const struct config *cfg)
     return fd;
 }
 
+/* Loads our CA, making it on first start. */
+static struct ca *open_ca(const struct config *cfg)
+{
+    char err[1024], fp[100];
+    int created;
+    struct ca *ca = ca_open(cfg->tls.ca_dir, &created, err, sizeof(err));
+
+    if (!ca) {
+        log_error("%s: [tls] ca_dir: %s", cfg->path, err);
+        return NULL;
+    }
+    if (created)
+        log_info("made a new CA in %s (install %s/ca.crt on your test devices; 'mitmtun -c %s "
+                 "ca export DIR' writes every installer's format)",
+                 cfg->tls.ca_dir, cfg->tls.ca_dir, cfg->path);
+    log_info("CA %s/ca.crt, SHA-256 %s", cfg->tls.ca_dir, ca_fingerprint(ca, fp, sizeof(fp)));
+    return ca;
+}
+
+static int ca_export_command(const struct config *cfg, const char *dir)
+{
+    struct ca *ca = open_ca(cfg);
+    char err[1024];
+    int rc = 0;
+
+    if (!ca)
+        return 1;
+    if (ca_export(ca, dir, err, sizeof(err)) < 0) {
+        log_error("ca export: %s", err);
+        rc = 1;
+    } else {
+        printf("CA certificate written to %s (see %s/README.txt for which file goes where)\n", dir,
+               dir);
+    }
+    ca_free(ca);
+    return rc;
+}
+
 static int run(const struct config *cfg)
 {
     struct event_base *base = NULL;
@@ -92,12 +134,18 @@ static int run(const struct config *cfg)
     struct flowlog *flows = NULL;
     struct routing routing = {0};
     struct worker w;
+    struct ca *ca;
     char err[512];
     int tun_fd, rc = 1;
 
-    tun_fd = open_tun(cfg);
+    tun_fd = open_tun(cfg); /* first: it says so when privileges are missing */
     if (tun_fd < 0)
         return 1;
+    ca = open_ca(cfg);
+    if (!ca) {
+        close(tun_fd);
+        return 1;
+    }
     flows = flowlog_open(cfg->log.flows, err, sizeof(err));
     if (!flows) {
         log_error("%s: %s", cfg->path, err);
@@ -134,6 +182,7 @@ out:
         event_base_free(base);
     flowlog_close(flows);
     close(tun_fd);
+    ca_free(ca);
     return rc;
 }
 
@@ -176,7 +225,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!path || optind != argc) {
+    int export = optind + 3 == argc && strcmp(argv[optind], "ca") == 0 &&
+                 strcmp(argv[optind + 1], "export") == 0;
+    if (!path || (optind != argc && !export)) {
         if (!path)
             fprintf(stderr, "mitmtun: no configuration given (-c FILE)\n");
         else
@@ -193,6 +244,8 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level((enum log_level)cfg.log.level);
+    if (export)
+        return ca_export_command(&cfg, argv[argc - 1]);
     signal(SIGPIPE, SIG_IGN);
     return run(&cfg);
 }

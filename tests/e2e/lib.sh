@@ -129,7 +129,7 @@ e2e_topology_device() {
 # Starts the appliance in device mode in the appliance namespace; extra arguments passed on.
 e2e_start_device() {
     ip netns exec "$NS_A" "$MITMTUN" -c "$REPO/configs/device.ini" --set log.flows="$FLOWS" \
-        --set log.stats_interval=0 "$@" >"$APP_LOG" 2>&1 &
+        --set log.stats_interval=0 --set tls.ca_dir="$WORK/ca" "$@" >"$APP_LOG" 2>&1 &
     APP_PID=$!
     e2e_wait_started "device mode installed"
 }
@@ -152,7 +152,7 @@ e2e_start_appliance() {
     # Not through in_a: a function would put a subshell between $! and the appliance.
     ip netns exec "$NS_A" "$MITMTUN" -c "$REPO/configs/mitmtun.ini" --set routing.mode=gateway \
         --set routing.lan_interface=ac --set log.flows="$FLOWS" --set log.stats_interval=0 \
-        --set tun.address6=fd00:6d74::1/64 "$@" >"$APP_LOG" 2>&1 &
+        --set tun.address6=fd00:6d74::1/64 --set tls.ca_dir="$WORK/ca" "$@" >"$APP_LOG" 2>&1 &
     APP_PID=$!
     e2e_wait_started "gateway mode installed"
 }

@@ -45,5 +45,5 @@ no_privilege() {
 }
 check "no CAP_NET_ADMIN: one-line explanation" no_privilege
 check "flows file that cannot be opened is named" expect 1 "[log] flows: cannot open '/nonexistent/dir/f.jsonl'" \
-    ip netns exec "$NS_A" "$MITMTUN" -c "$REPO/configs/mitmtun.ini" --set log.flows=/nonexistent/dir/f.jsonl
+    ip netns exec "$NS_A" "$MITMTUN" -c "$REPO/configs/mitmtun.ini" --set log.flows=/nonexistent/dir/f.jsonl --set tls.ca_dir="$WORK/ca"
 e2e_pass
