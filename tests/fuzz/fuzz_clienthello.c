@@ -1,0 +1,31 @@
+/* Fuzz target: the first bytes a client sends on an intercepted port. */
+#include "fuzz.h"
+#include "tls/clienthello.h"
+
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct clienthello ch, again;
+    enum clienthello_result r = clienthello_parse(data, size, &ch);
+
+    if (r != CLIENTHELLO_OK)
+        return 0;
+    /* What we hand on is well-formed: a bounded host name, a bounded ALPN list. */
+    CHECK(strlen(ch.sni) < sizeof(ch.sni));
+    for (const char *p = ch.sni; *p; p++)
+        CHECK(*p > ' ' && *p < 0x7f && *p != '/');
+    CHECK(ch.alpn_len <= sizeof(ch.alpn));
+    CHECK(ch.min_version <= ch.max_version);
+    /* More bytes after a complete ClientHello change nothing. */
+    {
+        static uint8_t longer[70000];
+        if (size + 16 <= sizeof(longer)) {
+            memcpy(longer, data, size);
+            memset(longer + size, 0x17, 16);
+            CHECK(clienthello_parse(longer, size + 16, &again) == CLIENTHELLO_OK);
+            CHECK(strcmp(again.sni, ch.sni) == 0 && again.alpn_len == ch.alpn_len);
+        }
+    }
+    return 0;
+}
