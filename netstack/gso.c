@@ -76,14 +76,16 @@ int gso_add(struct gso_batch *b, const uint8_t *pkt, size_t len)
 size_t gso_finish(struct gso_batch *b)
 {
     struct virtio_net_hdr *vh = (struct virtio_net_hdr *)b->buf;
-    uint8_t *ip = b->buf + GSO_VNET_HDR;
-    size_t iphl = b->hdrlen - TCP_HDR, total = b->len;
-    uint8_t *tcp = ip + iphl;
-    int v4 = iphl == 20;
+    uint8_t *ip = b->buf + GSO_VNET_HDR, *tcp;
+    size_t iphl, total = b->len;
     uint32_t sum;
+    int v4;
 
     if (total == 0)
         return 0;
+    iphl = b->hdrlen - TCP_HDR;
+    tcp = ip + iphl;
+    v4 = iphl == 20;
     memset(vh, 0, sizeof(*vh));
     b->len = 0;
     if (b->segs == 1)

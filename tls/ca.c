@@ -326,3 +326,13 @@ int ca_export(const struct ca *ca, const char *dir, char *err, size_t errlen)
         return ca_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
     return 0;
 }
+
+EVP_PKEY *ca_key(const struct ca *ca)
+{
+    return ca->key;
+}
+
+X509 *ca_cert(const struct ca *ca)
+{
+    return ca->cert;
+}

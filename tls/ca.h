@@ -29,4 +29,10 @@ const char *ca_fingerprint(const struct ca *ca, char *buf, size_t len);
  */
 int ca_export(const struct ca *ca, const char *dir, char *err, size_t errlen);
 
+/* For tls/ only: the CA's parsed key and certificate (OpenSSL's EVP_PKEY and X509). */
+struct evp_pkey_st;
+struct x509_st;
+struct evp_pkey_st *ca_key(const struct ca *ca);
+struct x509_st *ca_cert(const struct ca *ca);
+
 #endif

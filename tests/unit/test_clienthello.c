@@ -30,7 +30,8 @@ static size_t message(uint8_t *out, const uint8_t *exts, size_t extlen, int with
     out[n++] = 1, out[n++] = 0;                          /* null compression */
     if (with_exts) {
         n += put16(out + n, extlen);
-        memcpy(out + n, exts, extlen), n += extlen;
+        if (extlen)
+            memcpy(out + n, exts, extlen), n += extlen;
     }
     out[0] = 1;
     out[1] = 0;
