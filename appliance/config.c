@@ -12,7 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum key_kind { K_INT, K_UINT32, K_BOOL, K_IFNAME, K_PATH, K_CIDR4, K_CIDR6, K_UIDS, K_CHOICE };
+enum key_kind {
+    K_INT,
+    K_UINT32,
+    K_BOOL,
+    K_IFNAME,
+    K_PATH,
+    K_CIDR4,
+    K_CIDR6,
+    K_UIDS,
+    K_PORTS,
+    K_CHOICE
+};
 
 struct key {
     const char *section, *name;
@@ -43,6 +54,10 @@ static const struct key config_keys[] = {
     {"udp", "relay_quic", K_BOOL, F(udp.relay_quic), 0, 0, NULL, "no"},
     {"icmp", "echo", K_CHOICE, F(icmp.echo), 0, 0, "relay|drop", "relay"},
     {"tls", "ca_dir", K_PATH, F(tls.ca_dir), 0, 0, NULL, "/var/lib/mitmtun/ca"},
+    {"tls", "ports", K_PORTS, F(tls.ports), 0, 0, NULL, "443, 8443"},
+    {"tls", "upstream_ca_file", K_PATH, F(tls.upstream_ca_file), 0, 0, NULL, ""},
+    {"tls", "upstream_verify", K_BOOL, F(tls.upstream_verify), 0, 0, NULL, "yes"},
+    {"tls", "cache_size", K_INT, F(tls.cache_size), 1, 1000000, NULL, "1024"},
     {"log", "level", K_CHOICE, F(log.level), 0, 0, "error|warn|info|debug", "info"},
     {"log", "flows", K_PATH, F(log.flows), 0, 0, NULL, "flows.jsonl"},
     {"log", "stats_interval", K_INT, F(log.stats_interval), 0, 86400, NULL, "60"},
@@ -221,6 +236,20 @@ static int key_parse(const struct key *k, const char *value, struct config *cfg,
             return -1;
         }
         cfg->routing.nuids = (int)l;
+        return 0;
+    case K_PORTS:
+        l = config_parse_uids(value, cfg->tls.ports, CONFIG_MAX_UID_RANGES);
+        for (long i = 0; i < l; i++)
+            if (cfg->tls.ports[i].first == 0 || cfg->tls.ports[i].last > 65535)
+                l = -1;
+        if (l < 0) {
+            snprintf(why, whylen,
+                     "expected a list of ports or ranges, like 443, 8443, 9000-9100 "
+                     "(at most %d)",
+                     CONFIG_MAX_UID_RANGES);
+            return -1;
+        }
+        cfg->tls.nports = (int)l;
         return 0;
     case K_CHOICE:
         b = choice_index(k->choices, value);

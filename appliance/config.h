@@ -53,6 +53,11 @@ struct config {
     } icmp;
     struct {
         char ca_dir[CONFIG_PATH_MAX]; /* our CA: ca.key and ca.crt, made on first start */
+        struct uid_range ports[CONFIG_MAX_UID_RANGES]; /* intercepted destination ports */
+        int nports;
+        char upstream_ca_file[CONFIG_PATH_MAX]; /* trusted besides the system store */
+        int upstream_verify;                    /* 0: forge even for an unverifiable upstream */
+        int cache_size;                         /* forged leaves kept */
     } tls;
     struct {
         int level;                   /* enum log_level */

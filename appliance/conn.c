@@ -12,6 +12,7 @@
 #include "conn.h"
 
 #include "flowlog.h"
+#include "tls/intercept.h"
 #include "log.h"
 #include "upstream.h"
 #include "worker.h"
@@ -29,6 +30,7 @@
 
 #define RELAY_LIMIT     (128 * 1024) /* bytes queued towards one side before the other pauses */
 #define UPSTREAM_IO_MAX (256 * 1024) /* bytes one socket read or write may move */
+#define SNIFF_MAX       (CLIENTHELLO_MAX_MESSAGE + 64) /* bytes read looking for a ClientHello */
 
 struct conn {
     struct worker *w;
@@ -41,6 +43,10 @@ struct conn {
     struct event *ev;                /* connect watch, then handshake deadline */
     struct bufferevent *cbev;        /* client stream */
     struct bufferevent *ubev;        /* upstream socket */
+    struct bufferevent *c_raw;       /* the netstack's stream (cbev may be a TLS filter over it) */
+    struct bufferevent *u_raw;       /* the upstream socket (ubev likewise) */
+    struct tls_info *tls;            /* the stream began with a ClientHello */
+    struct tls_session *handshake;   /* the TLS legs while they handshake */
     uint64_t bytes_up, bytes_down;
     struct timespec start; /* CLOCK_REALTIME, for the record */
     struct timespec mono;  /* CLOCK_MONOTONIC, for durations */
@@ -107,17 +113,25 @@ static void conn_close(struct conn *c, const char *end, const char *error)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    if (c->cbev) {
+    if (c->handshake)
+        tls_cancel(c->handshake);
+    c->handshake = NULL;
+    if (c->cbev && c->cbev != c->c_raw)
+        tls_filter_free(c->cbev);
+    if (c->ubev && c->ubev != c->u_raw)
+        tls_filter_free(c->ubev);
+    c->cbev = c->ubev = NULL;
+    if (c->c_raw) {
         if (!graceful)
-            stream_reset(c->cbev);
-        bufferevent_free(c->cbev);
-        c->cbev = NULL;
+            stream_reset(c->c_raw);
+        bufferevent_free(c->c_raw);
+        c->c_raw = NULL;
     }
-    if (c->ubev) {
+    if (c->u_raw) {
         if (!graceful)
-            stream_reset(c->ubev);
-        bufferevent_free(c->ubev);
-        c->ubev = NULL;
+            stream_reset(c->u_raw);
+        bufferevent_free(c->u_raw);
+        c->u_raw = NULL;
     }
 
     struct flow_record r = {
@@ -131,6 +145,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
         .mono_start = c->mono,
         .end = end,
         .error = error,
+        .tls = c->tls,
     };
     flowlog_write(w->flows, &r);
 
@@ -171,6 +186,7 @@ void conn_reap(struct worker *w)
     while (w->dead) {
         struct conn *c = w->dead;
         w->dead = c->next;
+        free(c->tls);
         free(c);
     }
 }
@@ -219,8 +235,29 @@ static void conn_finish_upstream(struct conn *c)
         bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
         return;
     }
-    shutdown(bufferevent_getfd(c->ubev), SHUT_WR);
+    if (c->ubev != c->u_raw)
+        tls_close_notify(c->ubev); /* TLS has no half-close: the server closes in answer */
+    else
+        shutdown(bufferevent_getfd(c->u_raw), SHUT_WR);
     c->c_done = 1;
+    conn_maybe_done(c);
+}
+
+/* Passes upstream's FIN to the client once everything before it has been handed on. */
+static void conn_finish_client(struct conn *c)
+{
+    if (c->u_done || !c->u_eof)
+        return;
+    if (c->cbev != c->c_raw) {
+        if (evbuffer_get_length(bufferevent_get_output(c->cbev)) > 0) {
+            bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+            return;
+        }
+        tls_close_notify(c->cbev);
+    }
+    /* A pair flushes what is queued, then delivers EOF: the netstack sends FIN after it. */
+    bufferevent_flush(c->c_raw, EV_WRITE, BEV_FINISHED);
+    c->u_done = 1;
     conn_maybe_done(c);
 }
 
@@ -243,6 +280,7 @@ static void conn_client_writecb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
 
     conn_resume(c->ubev, bev, c->u_eof);
+    conn_finish_client(c);
 }
 
 static void conn_upstream_writecb(struct bufferevent *bev, void *arg)
@@ -287,27 +325,125 @@ static void conn_upstream_eventcb(struct bufferevent *bev, short what, void *arg
         c->u_eof = 1;
         c->bytes_down += evbuffer_get_length(in);
         evbuffer_add_buffer(bufferevent_get_output(c->cbev), in);
-        /* A pair flushes what is queued, then delivers EOF: the netstack sends FIN after it. */
-        bufferevent_flush(c->cbev, EV_WRITE, BEV_FINISHED);
-        c->u_done = 1;
-        conn_maybe_done(c);
+        conn_finish_client(c);
     }
 }
 
-void conn_accepted(void *ctx, struct bufferevent *bev)
+/* Both sides known: relay, starting with whatever the client sent already. */
+static void conn_start_relay(struct conn *c)
 {
-    struct conn *c = ctx;
-
-    c->syn = NULL;
-    event_free(c->ev);
-    c->ev = NULL;
-    c->cbev = bev;
     bufferevent_setcb(c->cbev, conn_client_readcb, conn_client_writecb, conn_client_eventcb, c);
     bufferevent_setcb(c->ubev, conn_upstream_readcb, conn_upstream_writecb, conn_upstream_eventcb,
                       c);
     bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
     bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
-    log_debug("tcp #%" PRIu64 ": client handshake done, relaying", c->id);
+    if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+        conn_relay(c->cbev, c->ubev, &c->bytes_up);
+}
+
+static void conn_tls_ready(void *arg, struct bufferevent *client, struct bufferevent *upstream,
+                           const char *error)
+{
+    struct conn *c = arg;
+
+    c->handshake = NULL;
+    if (error) {
+        /* Whatever the TLS layer queued (an alert) goes out before the FIN. */
+        bufferevent_flush(c->c_raw, EV_WRITE, BEV_FINISHED);
+        conn_close(c, "tls_error", error);
+        return;
+    }
+    c->cbev = client;
+    c->ubev = upstream;
+    log_debug("tcp #%" PRIu64 ": TLS intercepted (%s, %s)", c->id, c->tls->sni, c->tls->version);
+    conn_start_relay(c);
+}
+
+/* While the TLS legs handshake, the client can only go away. */
+static void conn_handshake_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)bev;
+    conn_close(c, (what & BEV_EVENT_ERROR) ? "client_reset" : "tls_error",
+               "the client left during the TLS handshake");
+}
+
+static void conn_sniff_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    event_free(c->ev);
+    c->ev = NULL;
+    conn_start_relay(c); /* a protocol where the server speaks first */
+}
+
+/* The first bytes on an intercepted port: a ClientHello is intercepted, anything else relayed. */
+static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in), look = len < SNIFF_MAX ? len : SNIFF_MAX;
+    enum clienthello_result r;
+    struct clienthello ch;
+
+    r = clienthello_parse(evbuffer_pullup(in, (ssize_t)look), look, &ch);
+    if (r == CLIENTHELLO_NEED_MORE && len >= SNIFF_MAX)
+        r = CLIENTHELLO_INVALID;
+    if (r == CLIENTHELLO_NEED_MORE)
+        return;
+    event_free(c->ev);
+    c->ev = NULL;
+    if (r == CLIENTHELLO_NOT_TLS) {
+        conn_start_relay(c);
+        return;
+    }
+    if (r == CLIENTHELLO_INVALID) {
+        conn_close(c, "error", "invalid TLS ClientHello");
+        return;
+    }
+    c->tls = calloc(1, sizeof(*c->tls));
+    if (!c->tls) {
+        conn_close(c, "error", "out of memory");
+        return;
+    }
+    bufferevent_setcb(bev, NULL, NULL, conn_handshake_eventcb, c);
+    c->handshake = tls_intercept(c->w->tls, c->c_raw, c->u_raw, &ch, c->tls, conn_tls_ready, c);
+    if (!c->handshake)
+        conn_close(c, "error", "cannot start the TLS legs");
+}
+
+static int conn_tls_port(const struct conn *c)
+{
+    const struct config *cfg = c->w->cfg;
+
+    for (int i = 0; i < cfg->tls.nports; i++)
+        if (c->server.port >= cfg->tls.ports[i].first && c->server.port <= cfg->tls.ports[i].last)
+            return 1;
+    return 0;
+}
+
+void conn_accepted(void *ctx, struct bufferevent *bev)
+{
+    struct conn *c = ctx;
+    struct timeval sniff = {c->w->cfg->tcp.connect_timeout, 0};
+
+    c->syn = NULL;
+    event_free(c->ev);
+    c->ev = NULL;
+    c->cbev = c->c_raw = bev;
+    log_debug("tcp #%" PRIu64 ": client handshake done", c->id);
+    if (!c->w->tls || !conn_tls_port(c)) {
+        conn_start_relay(c);
+        return;
+    }
+    bufferevent_setcb(c->cbev, conn_sniff_readcb, NULL, conn_handshake_eventcb, c);
+    bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+    c->ev = evtimer_new(c->w->base, conn_sniff_timeout, c);
+    if (!c->ev || evtimer_add(c->ev, &sniff) < 0)
+        conn_close(c, "error", "out of memory");
 }
 
 static void conn_handshake_timeout(evutil_socket_t fd, short what, void *arg)
@@ -343,6 +479,7 @@ static void conn_connected(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->fd = -1; /* the bufferevent owns it now */
+    c->u_raw = c->ubev;
     bufferevent_set_max_single_read(c->ubev, UPSTREAM_IO_MAX);
     bufferevent_set_max_single_write(c->ubev, UPSTREAM_IO_MAX);
     c->ev = evtimer_new(c->w->base, conn_handshake_timeout, c);

@@ -124,6 +124,21 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
         append(line, sizeof(line), &pos, ",\"error\":");
         flowlog_json_string(line, sizeof(line), &pos, r->error);
     }
+    if (r->tls) {
+        append(line, sizeof(line), &pos, ",\"tls\":{\"sni\":");
+        flowlog_json_string(line, sizeof(line), &pos, r->tls->sni);
+        append(line, sizeof(line), &pos, ",\"version\":");
+        flowlog_json_string(line, sizeof(line), &pos, r->tls->version);
+        append(line, sizeof(line), &pos, ",\"alpn\":");
+        flowlog_json_string(line, sizeof(line), &pos, r->tls->alpn);
+        append(line, sizeof(line), &pos, ",\"intercepted\":%s",
+               r->tls->intercepted ? "true" : "false");
+        if (!r->tls->intercepted && r->tls->error[0]) {
+            append(line, sizeof(line), &pos, ",\"reason\":");
+            flowlog_json_string(line, sizeof(line), &pos, r->tls->error);
+        }
+        append(line, sizeof(line), &pos, "}");
+    }
     append(line, sizeof(line), &pos, "}\n");
     if (pos >= sizeof(line)) {
         log_warn("flow record #%" PRIu64 " too long for the flows file; dropped", r->id);

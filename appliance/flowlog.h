@@ -6,6 +6,7 @@
 #define MITMTUN_FLOWLOG_H
 
 #include "netstack/netstack.h"
+#include "tls/intercept.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@ struct flow_record {
     struct timespec mono_start;             /* CLOCK_MONOTONIC, for its duration */
     const char *end;                        /* how it ended: "closed", "refused", ... */
     const char *error;                      /* detail, or NULL */
+    const struct tls_info *tls;             /* a stream that began with a ClientHello */
 };
 
 /* Opens path for appending (NULL or "" for console only). Returns NULL with err filled. */

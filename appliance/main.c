@@ -6,6 +6,7 @@
 #include "worker.h"
 #include "netstack/tun.h"
 #include "tls/ca.h"
+#include "tls/intercept.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -134,6 +135,7 @@ static int run(const struct config *cfg)
     struct flowlog *flows = NULL;
     struct routing routing = {0};
     struct worker w;
+    struct tls_engine *tls = NULL;
     struct ca *ca;
     char err[512];
     int tun_fd, rc = 1;
@@ -146,13 +148,19 @@ static int run(const struct config *cfg)
         close(tun_fd);
         return 1;
     }
+    tls = tls_engine_new(ca, cfg->tls.upstream_ca_file, cfg->tls.upstream_verify,
+                         cfg->tls.cache_size, err, sizeof(err));
+    if (!tls) {
+        log_error("%s: %s", cfg->path, err);
+        goto out;
+    }
     flows = flowlog_open(cfg->log.flows, err, sizeof(err));
     if (!flows) {
         log_error("%s: %s", cfg->path, err);
         goto out;
     }
     base = event_base_new();
-    if (!base || worker_init(&w, base, cfg, tun_fd, flows) < 0)
+    if (!base || worker_init(&w, base, cfg, tun_fd, flows, tls) < 0)
         goto out;
     if (routing_setup(&routing, cfg) < 0) {
         worker_cleanup(&w);
@@ -181,6 +189,7 @@ out:
     if (base)
         event_base_free(base);
     flowlog_close(flows);
+    tls_engine_free(tls);
     close(tun_fd);
     ca_free(ca);
     return rc;

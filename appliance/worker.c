@@ -55,7 +55,7 @@ void worker_log_stats(struct worker *w)
 }
 
 int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
-                struct flowlog *flows)
+                struct flowlog *flows, struct tls_engine *tls)
 {
     struct netstack_handlers h = {
         .arg = w,
@@ -69,6 +69,7 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     w->base = base;
     w->cfg = cfg;
     w->flows = flows;
+    w->tls = tls;
     w->reaper = event_new(base, -1, 0, worker_reap, w);
     w->udp = udprelay_new(w);
     if (!w->reaper || !w->udp)

@@ -16,6 +16,7 @@ struct flowlog;
 struct netstack;
 struct udprelay;
 struct echorelay;
+struct tls_engine;
 
 struct worker {
     struct event_base *base;
@@ -24,8 +25,9 @@ struct worker {
     struct flowlog *flows;
     struct udprelay *udp;
     struct echorelay *echo;
-    struct conn *conns; /* live TCP connections */
-    struct conn *dead;  /* closed, freed by the reaper outside any callback */
+    struct tls_engine *tls; /* intercepts [tls] ports; not owned */
+    struct conn *conns;     /* live TCP connections */
+    struct conn *dead;      /* closed, freed by the reaper outside any callback */
     struct event *reaper;
     struct event *stats_ev;
     uint64_t next_id;  /* connection ids, for log lines and records */
@@ -38,7 +40,7 @@ struct worker {
 
 /* Starts a worker on tun_fd. Returns 0 or -1 (logged). */
 int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
-                struct flowlog *flows);
+                struct flowlog *flows, struct tls_engine *tls);
 /* Closes every flow (recording each) and frees the worker's resources. */
 void worker_cleanup(struct worker *w);
 /* Logs one stats line: open and total flows, drops, memory. */

@@ -192,9 +192,10 @@ e2e_wait_tcp_drained() {
     return 1
 }
 
-# nginx in the server namespace on ports 80 and 8080 (IPv4 and IPv6), serving $WORK/www.
+# nginx in the server namespace on ports 80 and 8080 (IPv4 and IPv6), serving $WORK/www, plus
+# the server blocks a test puts in $WORK/nginx/extra/*.conf before calling this.
 e2e_start_nginx() {
-    mkdir -p "$WORK/www" "$WORK/nginx"
+    mkdir -p "$WORK/www" "$WORK/nginx/extra"
     cat >"$WORK/nginx/nginx.conf" <<CONF
 daemon off;
 master_process off;
@@ -210,6 +211,7 @@ http {
     uwsgi_temp_path $WORK/nginx/uwsgi;
     scgi_temp_path $WORK/nginx/scgi;
     keepalive_requests 100000;
+    include $WORK/nginx/extra/*.conf;
     server {
         listen 80 backlog=4096; listen [::]:80 backlog=4096;
         listen 8080; listen [::]:8080;

@@ -1,0 +1,84 @@
+#!/bin/bash
+# TLS interception through the TUN, with nginx's SNI virtual hosts behind it: each virtual host
+# answers with a certificate forged from its own (its SANs exactly, signed by our CA); a client
+# without SNI to the bare IP gets the default server's CN and SANs; 8443 is intercepted; an
+# upstream that does not verify gets the client an alert and a record saying why; TLS 1.2-only
+# and 1.3-only clients work; h2 is negotiated on both legs; non-TLS on a TLS port is relayed.
+source "$(dirname "$0")/lib.sh"
+e2e_topology
+P=$WORK/pki
+mkdir -p "$P" "$WORK/www" "$WORK/nginx/extra"
+echo "hello from nginx" >"$WORK/www/index.html"
+
+# The upstream test CA and the servers' certificates.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=upstream test CA" \
+    -keyout "$P/uca.key" -out "$P/uca.crt" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+leaf() { # name subject san [self]
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$2" \
+        -keyout "$P/$1.key" -out "$P/$1.csr" 2>/dev/null
+    if [ "${4:-}" = self ]; then
+        openssl x509 -req -in "$P/$1.csr" -signkey "$P/$1.key" -days 30 -out "$P/$1.crt" \
+            -extfile <(printf 'subjectAltName=%s\n' "$3") 2>/dev/null
+    else
+        openssl x509 -req -in "$P/$1.csr" -CA "$P/uca.crt" -CAkey "$P/uca.key" -CAcreateserial \
+            -days 30 -out "$P/$1.crt" -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$3") 2>/dev/null
+    fi
+}
+leaf a "/CN=a.test.example" "DNS:a.test.example,DNS:alt-a.test.example"
+leaf b "/CN=b.test.example" "DNS:b.test.example,DNS:*.b.test.example"
+leaf default "/CN=default.test.example" "IP:10.99.2.2"
+leaf self "/CN=self.test.example" "DNS:self.test.example" self
+cat >"$WORK/nginx/extra/tls.conf" <<CONF
+ssl_protocols TLSv1.2 TLSv1.3;
+server { listen 443 ssl http2 default_server; ssl_certificate $P/default.crt; ssl_certificate_key $P/default.key; root $WORK/www; }
+server { listen 443 ssl http2; server_name a.test.example; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key; root $WORK/www; }
+server { listen 443 ssl http2; server_name b.test.example; ssl_certificate $P/b.crt; ssl_certificate_key $P/b.key; root $WORK/www; }
+server { listen 8443 ssl; server_name a.test.example; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key; root $WORK/www; }
+server { listen 4443 ssl; ssl_certificate $P/self.crt; ssl_certificate_key $P/self.key; root $WORK/www; }
+server { listen 9443; root $WORK/www; }
+CONF
+e2e_start_nginx
+e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ports=443, 8443, 4443, 9443"
+CA=$WORK/ca/ca.crt
+
+fetch() { # host port [curl args]: the page, through the appliance, trusting only our CA
+    local host=$1 port=$2 got
+    shift 2
+    got=$(in_c curl -sS --max-time 5 --cacert "$CA" --resolve "$host:$port:10.99.2.2" "$@" "https://$host:$port/")
+    [ "$got" = "hello from nginx" ] || { echo "got: $got"; return 1; }
+}
+cert_of() { # s_client args...: the certificate the client sees, as text
+    timeout 10 ip netns exec "$NS_C" openssl s_client -connect 10.99.2.2:443 "$@" </dev/null 2>/dev/null |
+        openssl x509 -noout -text
+}
+sees() { # "issuer/SAN text" s_client args...
+    local want=$1 text
+    shift
+    text=$(cert_of "$@")
+    echo "$text" | grep -E "Issuer:|DNS:|IP Address:|Subject:"
+    echo "$text" | grep -q "Issuer: O = mitmtun, CN = mitmtun interception CA" && echo "$text" | grep -qF "$want"
+}
+refused() { # host port: the client's handshake fails
+    ! in_c curl -sS --max-time 5 --cacert "$CA" --resolve "$1:$2:10.99.2.2" "https://$1:$2/" >/dev/null
+}
+plain() { [ "$(in_c curl -sS --max-time 5 http://10.99.2.2:9443/)" = "hello from nginx" ]; }
+
+check "virtual host a: page through the interceptor" fetch a.test.example 443
+check "virtual host a: forged with exactly a's SANs" sees "DNS:a.test.example, DNS:alt-a.test.example" -servername a.test.example
+check "virtual host b: forged with exactly b's SANs" sees "DNS:b.test.example, DNS:*.b.test.example" -servername b.test.example
+check "bare IP, no SNI: the default server's CN and IP SAN" sees "IP Address:10.99.2.2" -noservername
+check "bare IP, no SNI: curl to https://10.99.2.2/ verifies" bash -c "[ \"\$(ip netns exec $NS_C curl -sS --max-time 5 --cacert $CA https://10.99.2.2/)\" = 'hello from nginx' ]"
+check "port 8443 intercepted" fetch a.test.example 8443
+check "TLS 1.2-only client" fetch a.test.example 443 --tlsv1.2 --tls-max 1.2
+check "TLS 1.3-only client" fetch a.test.example 443 --tlsv1.3
+check "TLS 1.3 recorded" e2e_record 'r.get("tls",{}).get("version")=="TLSv1.3" and r["tls"]["intercepted"]'
+check "h2 negotiated through the interceptor" fetch b.test.example 443 --http2
+check "h2 recorded on the TLS record" e2e_record 'r.get("tls",{}).get("sni")=="b.test.example" and r["tls"]["alpn"]=="h2" and r["tls"]["intercepted"]'
+check "intercepted stream recorded" e2e_record 'r.get("tls",{}).get("sni")=="a.test.example" and r["tls"]["intercepted"] and r["tls"]["version"]=="TLSv1.2" and r["end"]=="closed"'
+check "self-signed upstream: the client's handshake fails" refused self.test.example 4443
+check "self-signed upstream: recorded with the reason" e2e_record 'r["server"]=="10.99.2.2:4443" and r["end"]=="tls_error" and "upstream certificate: self-signed certificate" in r["error"] and r["tls"]["intercepted"]==False'
+check "plain HTTP on a TLS port is relayed as bytes" plain
+check "no connection left open" e2e_wait_tcp_drained 10
+e2e_stop_appliance
+e2e_pass

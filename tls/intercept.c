@@ -1,0 +1,293 @@
+#include "intercept.h"
+
+#include "forge.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RAW_WRITE_HIGH (128 * 1024) /* ciphertext queued on a raw side before the filter waits */
+
+struct tls_engine {
+    SSL_CTX *upstream_ctx; /* we are the client */
+    SSL_CTX *client_ctx;   /* we are the server */
+    struct forge *forge;
+    int verify;
+};
+
+struct tls_session {
+    struct tls_engine *e;
+    struct bufferevent *craw, *uraw; /* the caller's */
+    struct bufferevent *cf, *uf;     /* our filters while handshaking */
+    struct tls_info *info;
+    tls_ready_cb cb;
+    void *arg;
+    char sni[256];
+    unsigned char alpn[256]; /* what upstream selected */
+    unsigned alpn_len;
+};
+
+static int session_index = -1; /* SSL ex_data slot of the server leg's session */
+
+static void set_error(struct tls_session *s, const char *what, const char *detail)
+{
+    unsigned long e = ERR_get_error();
+    char ssl[160] = "";
+
+    if (e)
+        ERR_error_string_n(e, ssl, sizeof(ssl));
+    snprintf(s->info->error, sizeof(s->info->error), "%s%s%s", what, detail ? detail : "",
+             *ssl && !detail ? ssl : "");
+    ERR_clear_error();
+}
+
+void tls_filter_free(struct bufferevent *filter)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(filter);
+
+    bufferevent_free(filter); /* unlinks from the raw bufferevent, which stays */
+    SSL_free(ssl);
+}
+
+void tls_close_notify(struct bufferevent *filter)
+{
+    SSL_shutdown(bufferevent_openssl_get_ssl(filter));
+}
+
+static void session_free(struct tls_session *s)
+{
+    if (s->cf)
+        tls_filter_free(s->cf);
+    if (s->uf)
+        tls_filter_free(s->uf);
+    free(s);
+}
+
+void tls_cancel(struct tls_session *s)
+{
+    session_free(s);
+}
+
+static void session_fail(struct tls_session *s)
+{
+    tls_ready_cb cb = s->cb;
+    void *arg = s->arg;
+    const char *error = s->info->error;
+
+    session_free(s);
+    cb(arg, NULL, NULL, error);
+}
+
+/* A fatal handshake_failure alert, in a TLS 1.2 record: all a client gets when upstream's
+ * certificate does not verify. */
+static void send_alert(struct bufferevent *raw)
+{
+    static const unsigned char alert[] = {21, 3, 3, 0, 2, 2, 40};
+
+    evbuffer_add(bufferevent_get_output(raw), alert, sizeof(alert));
+}
+
+static void client_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct tls_session *s = arg;
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    const unsigned char *alpn;
+    unsigned alpn_len;
+    tls_ready_cb cb;
+    void *cbarg;
+    struct bufferevent *cf, *uf;
+
+    if (!(what & BEV_EVENT_CONNECTED)) {
+        set_error(s, "client handshake: ",
+                  what & BEV_EVENT_EOF ? "the client closed the connection" : NULL);
+        session_fail(s);
+        return;
+    }
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    snprintf(s->info->version, sizeof(s->info->version), "%s", SSL_get_version(ssl));
+    snprintf(s->info->alpn, sizeof(s->info->alpn), "%.*s", (int)alpn_len,
+             alpn_len ? (const char *)alpn : "");
+    s->info->intercepted = 1;
+    SSL_set_ex_data(ssl, session_index, NULL);
+    cb = s->cb;
+    cbarg = s->arg;
+    cf = s->cf;
+    uf = s->uf;
+    bufferevent_setcb(cf, NULL, NULL, NULL, NULL);
+    bufferevent_setcb(uf, NULL, NULL, NULL, NULL);
+    free(s);
+    cb(cbarg, cf, uf, NULL);
+}
+
+/* The server leg's ALPN: the protocol upstream chose, if the client offered it. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    struct tls_session *s = SSL_get_ex_data(ssl, session_index);
+
+    (void)arg;
+    if (!s || s->alpn_len == 0)
+        return SSL_TLSEXT_ERR_NOACK;
+    for (unsigned i = 0; i < inlen; i += 1u + in[i])
+        if (in[i] == s->alpn_len && i + 1u + in[i] <= inlen &&
+            memcmp(in + i + 1, s->alpn, s->alpn_len) == 0) {
+            *out = s->alpn;
+            *outlen = (unsigned char)s->alpn_len;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* Upstream answered: check it, forge its certificate, and answer the client. */
+static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct tls_session *s = arg;
+    SSL *ussl = bufferevent_openssl_get_ssl(bev), *cssl;
+    const unsigned char *alpn;
+    X509 *peer, *leaf;
+    long verdict;
+
+    if (!(what & BEV_EVENT_CONNECTED)) {
+        set_error(s, "upstream handshake: ",
+                  what & BEV_EVENT_EOF ? "the server closed the connection" : NULL);
+        session_fail(s);
+        return;
+    }
+    verdict = SSL_get_verify_result(ussl);
+    if (verdict != X509_V_OK && s->e->verify) {
+        set_error(s, "upstream certificate: ", X509_verify_cert_error_string(verdict));
+        send_alert(s->craw);
+        session_fail(s);
+        return;
+    }
+    SSL_get0_alpn_selected(ussl, &alpn, &s->alpn_len);
+    if (s->alpn_len > 0)
+        memcpy(s->alpn, alpn, s->alpn_len);
+    peer = SSL_get1_peer_certificate(ussl);
+    leaf = peer ? forge_leaf(s->e->forge, peer, s->sni) : NULL;
+    X509_free(peer);
+    cssl = leaf ? SSL_new(s->e->client_ctx) : NULL;
+    if (!cssl || SSL_use_certificate(cssl, leaf) != 1 ||
+        SSL_use_PrivateKey(cssl, forge_key(s->e->forge)) != 1) {
+        X509_free(leaf);
+        SSL_free(cssl);
+        set_error(s, "forging the certificate: ", NULL);
+        session_fail(s);
+        return;
+    }
+    X509_free(leaf);
+    SSL_set_ex_data(cssl, session_index, s);
+    s->cf = bufferevent_openssl_filter_new(bufferevent_get_base(s->craw), s->craw, cssl,
+                                           BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_DEFER_CALLBACKS);
+    if (!s->cf) {
+        SSL_free(cssl);
+        set_error(s, "client leg: cannot start", "");
+        session_fail(s);
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(s->cf, 1);
+    bufferevent_setcb(s->cf, NULL, NULL, client_eventcb, s);
+    /* The ClientHello already waits in the raw input: have the filter read it. */
+    bufferevent_trigger(s->craw, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+}
+
+struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
+                                  struct bufferevent *upstream_raw, const struct clienthello *ch,
+                                  struct tls_info *info, tls_ready_cb cb, void *arg)
+{
+    struct tls_session *s = calloc(1, sizeof(*s));
+    SSL *ussl = SSL_new(e->upstream_ctx);
+
+    if (!s || !ussl)
+        goto fail;
+    s->e = e;
+    s->craw = client_raw;
+    s->uraw = upstream_raw;
+    s->info = info;
+    s->cb = cb;
+    s->arg = arg;
+    snprintf(s->sni, sizeof(s->sni), "%s", ch->sni);
+    snprintf(info->sni, sizeof(info->sni), "%s", ch->sni);
+    if (*ch->sni && (!SSL_set_tlsext_host_name(ussl, ch->sni) || !SSL_set1_host(ussl, ch->sni)))
+        goto fail;
+    if (ch->alpn_len && SSL_set_alpn_protos(ussl, ch->alpn, (unsigned)ch->alpn_len) != 0)
+        goto fail;
+    /* Respect the client's version range on the upstream leg. */
+    SSL_set_min_proto_version(ussl, ch->min_version);
+    SSL_set_max_proto_version(ussl, ch->max_version);
+    bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
+    bufferevent_setwatermark(upstream_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
+    s->uf = bufferevent_openssl_filter_new(bufferevent_get_base(upstream_raw), upstream_raw, ussl,
+                                           BUFFEREVENT_SSL_CONNECTING, BEV_OPT_DEFER_CALLBACKS);
+    if (!s->uf)
+        goto fail;
+    ussl = NULL;
+    bufferevent_openssl_set_allow_dirty_shutdown(s->uf, 1);
+    bufferevent_setcb(s->uf, NULL, NULL, upstream_eventcb, s);
+    /* The socket is connected already: have the filter send its ClientHello. */
+    bufferevent_trigger(upstream_raw, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
+    return s;
+
+fail:
+    SSL_free(ussl);
+    free(s);
+    ERR_clear_error();
+    return NULL;
+}
+
+struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_file, int verify,
+                                  int cache_size, char *err, size_t errlen)
+{
+    struct tls_engine *e = calloc(1, sizeof(*e));
+
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    err[0] = '\0';
+    if (session_index < 0)
+        session_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    e->verify = verify;
+    e->upstream_ctx = SSL_CTX_new(TLS_client_method());
+    e->client_ctx = SSL_CTX_new(TLS_server_method());
+    e->forge = forge_new(ca, cache_size, err, errlen);
+    if (!e->upstream_ctx || !e->client_ctx || !e->forge)
+        goto fail;
+    SSL_CTX_set_verify(e->upstream_ctx, SSL_VERIFY_NONE, NULL); /* judged after the handshake */
+    if (SSL_CTX_set_default_verify_paths(e->upstream_ctx) != 1)
+        goto fail;
+    if (upstream_ca_file && *upstream_ca_file &&
+        SSL_CTX_load_verify_locations(e->upstream_ctx, upstream_ca_file, NULL) != 1) {
+        snprintf(err, errlen, "[tls] upstream_ca_file: cannot load '%s'", upstream_ca_file);
+        ERR_clear_error();
+        tls_engine_free(e);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(e->client_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_alpn_select_cb(e->client_ctx, select_alpn, NULL);
+    return e;
+
+fail:
+    if (!*err)
+        snprintf(err, errlen, "cannot set up OpenSSL");
+    ERR_clear_error();
+    tls_engine_free(e);
+    return NULL;
+}
+
+void tls_engine_free(struct tls_engine *e)
+{
+    if (!e)
+        return;
+    SSL_CTX_free(e->upstream_ctx);
+    SSL_CTX_free(e->client_ctx);
+    forge_free(e->forge);
+    free(e);
+}

@@ -1,0 +1,58 @@
+/*
+ * The two TLS legs of an intercepted stream, on libevent's OpenSSL filter bufferevents: a
+ * client leg towards upstream with the client's SNI and ALPN offer, verified against the system
+ * trust store (plus [tls] upstream_ca_file); then a server leg towards the client with a leaf
+ * forged from the upstream's certificate and the ALPN protocol upstream chose. OpenSSL stays
+ * behind this header.
+ */
+#ifndef MITMTUN_INTERCEPT_H
+#define MITMTUN_INTERCEPT_H
+
+#include "ca.h"
+#include "clienthello.h"
+
+#include <stddef.h>
+
+struct bufferevent;
+struct tls_engine;
+struct tls_session;
+
+/* What the connection record says about a TLS stream. */
+struct tls_info {
+    char sni[256];
+    char version[16]; /* the client leg's, e.g. "TLSv1.3" */
+    char alpn[64];    /* negotiated on both legs, "" for none */
+    int intercepted;
+    char error[192]; /* why not, when not */
+};
+
+/*
+ * Handshakes done: client and upstream are the plaintext filters over the raw bufferevents
+ * (free them with tls_filter_free before the raw ones). Or error says why not; the filters are
+ * gone and the raw bufferevents have no callbacks; for an upstream certificate that failed
+ * verification a TLS alert already waits in the client's output.
+ */
+typedef void (*tls_ready_cb)(void *arg, struct bufferevent *client, struct bufferevent *upstream,
+                             const char *error);
+
+struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_file, int verify,
+                                  int cache_size, char *err, size_t errlen);
+void tls_engine_free(struct tls_engine *e);
+
+/*
+ * Starts intercepting: client_raw holds the client's ClientHello (ch) in its input, undrained;
+ * upstream_raw is connected. Both stay the caller's. info must live until cb runs. Returns the
+ * handshake's handle (for tls_cancel), or NULL if it could not start (cb is not called).
+ */
+struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
+                                  struct bufferevent *upstream_raw, const struct clienthello *ch,
+                                  struct tls_info *info, tls_ready_cb cb, void *arg);
+/* Abandons a handshake in progress; cb will not run. */
+void tls_cancel(struct tls_session *s);
+
+/* Queues close_notify on a filter (it lands in the raw bufferevent's output). */
+void tls_close_notify(struct bufferevent *filter);
+/* Frees a filter from tls_ready_cb and its SSL; the raw bufferevent under it stays. */
+void tls_filter_free(struct bufferevent *filter);
+
+#endif
