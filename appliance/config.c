@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include "hostmatch.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -22,6 +23,7 @@ enum key_kind {
     K_CIDR6,
     K_UIDS,
     K_PORTS,
+    K_HOSTS,
     K_CHOICE
 };
 
@@ -58,6 +60,8 @@ static const struct key config_keys[] = {
     {"tls", "upstream_ca_file", K_PATH, F(tls.upstream_ca_file), 0, 0, NULL, ""},
     {"tls", "upstream_verify", K_BOOL, F(tls.upstream_verify), 0, 0, NULL, "yes"},
     {"tls", "cache_size", K_INT, F(tls.cache_size), 1, 1000000, NULL, "1024"},
+    {"tls", "detect", K_BOOL, F(tls.detect), 0, 0, NULL, "yes"},
+    {"tls", "ignore_hosts", K_HOSTS, F(tls.ignore_hosts), 0, 0, NULL, ""},
     {"log", "level", K_CHOICE, F(log.level), 0, 0, "error|warn|info|debug", "info"},
     {"log", "flows", K_PATH, F(log.flows), 0, 0, NULL, "flows.jsonl"},
     {"log", "stats_interval", K_INT, F(log.stats_interval), 0, 86400, NULL, "60"},
@@ -236,6 +240,14 @@ static int key_parse(const struct key *k, const char *value, struct config *cfg,
             return -1;
         }
         cfg->routing.nuids = (int)l;
+        return 0;
+    case K_HOSTS:
+        if (strlen(value) >= CONFIG_PATH_MAX || hostmatch_check(value, why, whylen) < 0) {
+            if (strlen(value) >= CONFIG_PATH_MAX)
+                snprintf(why, whylen, "longer than %d characters", CONFIG_PATH_MAX - 1);
+            return -1;
+        }
+        strcpy(field, value);
         return 0;
     case K_PORTS:
         l = config_parse_uids(value, cfg->tls.ports, CONFIG_MAX_UID_RANGES);

@@ -12,6 +12,7 @@
 #include "conn.h"
 
 #include "flowlog.h"
+#include "hostmatch.h"
 #include "tls/intercept.h"
 #include "log.h"
 #include "upstream.h"
@@ -388,6 +389,7 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
     size_t len = evbuffer_get_length(in), look = len < SNIFF_MAX ? len : SNIFF_MAX;
     enum clienthello_result r;
     struct clienthello ch;
+    int ignored;
 
     r = clienthello_parse(evbuffer_pullup(in, (ssize_t)look), look, &ch);
     if (r == CLIENTHELLO_NEED_MORE && len >= SNIFF_MAX)
@@ -409,10 +411,28 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
         conn_close(c, "error", "out of memory");
         return;
     }
+    ignored = hostmatch(c->w->cfg->tls.ignore_hosts, ch.sni, c->server.family, c->server.addr);
+    if (ignored >= 0) {
+        snprintf(c->tls->sni, sizeof(c->tls->sni), "%s", ch.sni);
+        snprintf(c->tls->error, sizeof(c->tls->error), "[tls] ignore_hosts entry %d", ignored + 1);
+        conn_start_relay(c);
+        return;
+    }
     bufferevent_setcb(bev, NULL, NULL, conn_handshake_eventcb, c);
     c->handshake = tls_intercept(c->w->tls, c->c_raw, c->u_raw, &ch, c->tls, conn_tls_ready, c);
     if (!c->handshake)
         conn_close(c, "error", "cannot start the TLS legs");
+}
+
+/* While sniffing, a server that speaks first is no TLS server: relay. */
+static void conn_sniff_upstream_readcb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+
+    event_free(c->ev);
+    c->ev = NULL;
+    conn_start_relay(c);
+    conn_upstream_readcb(bev, c);
 }
 
 static int conn_tls_port(const struct conn *c)
@@ -435,12 +455,14 @@ void conn_accepted(void *ctx, struct bufferevent *bev)
     c->ev = NULL;
     c->cbev = c->c_raw = bev;
     log_debug("tcp #%" PRIu64 ": client handshake done", c->id);
-    if (!c->w->tls || !conn_tls_port(c)) {
+    if (!c->w->tls || (!conn_tls_port(c) && !c->w->cfg->tls.detect)) {
         conn_start_relay(c);
         return;
     }
     bufferevent_setcb(c->cbev, conn_sniff_readcb, NULL, conn_handshake_eventcb, c);
+    bufferevent_setcb(c->ubev, conn_sniff_upstream_readcb, NULL, conn_upstream_eventcb, c);
     bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->ubev, EV_READ);
     c->ev = evtimer_new(c->w->base, conn_sniff_timeout, c);
     if (!c->ev || evtimer_add(c->ev, &sniff) < 0)
         conn_close(c, "error", "out of memory");

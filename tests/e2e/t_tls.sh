@@ -37,8 +37,20 @@ server { listen 443 ssl http2; server_name b.test.example; ssl_certificate $P/b.
 server { listen 8443 ssl; server_name a.test.example; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key; root $WORK/www; }
 server { listen 4443 ssl; ssl_certificate $P/self.crt; ssl_certificate_key $P/self.key; root $WORK/www; }
 server { listen 9443; root $WORK/www; }
+server { listen 9444 ssl; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key; root $WORK/www; }
 CONF
 e2e_start_nginx
+# A server that speaks first (SMTP-like) on a port that is no TLS port.
+ip netns exec "$NS_S" python3 -c "
+import socket
+s = socket.create_server(('0.0.0.0', 2525))
+s.settimeout(60)
+while True:
+    c, _ = s.accept()
+    c.sendall(b'220 mitmtun-test ready\r\n')
+    c.recv(100)
+    c.close()" &
+PIDS+=($!)
 e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ports=443, 8443, 4443, 9443"
 CA=$WORK/ca/ca.crt
 
@@ -79,6 +91,32 @@ check "intercepted stream recorded" e2e_record 'r.get("tls",{}).get("sni")=="a.t
 check "self-signed upstream: the client's handshake fails" refused self.test.example 4443
 check "self-signed upstream: recorded with the reason" e2e_record 'r["server"]=="10.99.2.2:4443" and r["end"]=="tls_error" and "upstream certificate: self-signed certificate" in r["error"] and r["tls"]["intercepted"]==False'
 check "plain HTTP on a TLS port is relayed as bytes" plain
+banner_at_once() {
+    in_c python3 -c "
+import socket, time
+t = time.time()
+s = socket.create_connection(('10.99.2.2', 2525), timeout=3)
+line = s.recv(100)
+assert line.startswith(b'220 mitmtun-test'), line
+assert time.time() - t < 1, time.time() - t
+print('banner after %.0f ms' % (1000 * (time.time() - t)))"
+}
+check "detect: TLS on a port outside [tls] ports is intercepted" fetch a.test.example 9444
+check "detect: recorded as intercepted" e2e_record 'r["server"]=="10.99.2.2:9444" and r["tls"]["intercepted"] and r["tls"]["sni"]=="a.test.example"'
+check "detect: a server that speaks first is relayed at once" banner_at_once
 check "no connection left open" e2e_wait_tcp_drained 10
+e2e_stop_appliance
+
+# [tls] ignore_hosts: that host's TLS passes through untouched.
+e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ignore_hosts=*.other.example, b.test.example"
+real_cert() {
+    local text
+    text=$(timeout 10 ip netns exec "$NS_C" openssl s_client -connect 10.99.2.2:443 -servername b.test.example </dev/null 2>/dev/null | openssl x509 -noout -text)
+    echo "$text" | grep -E "Issuer:"
+    echo "$text" | grep -q "Issuer: CN = upstream test CA"
+}
+check "ignore_hosts: the client sees the real certificate" real_cert
+check "ignore_hosts: recorded as not intercepted, with why" e2e_record 'r.get("tls",{}).get("sni")=="b.test.example" and r["tls"]["intercepted"]==False and "ignore_hosts entry 2" in r["tls"]["reason"]'
+check "ignore_hosts: other hosts still intercepted" fetch a.test.example 443
 e2e_stop_appliance
 e2e_pass
