@@ -45,15 +45,14 @@ static int ca_fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-/* Adds one X509v3 extension from its configuration-string form. */
-static int add_ext(X509 *cert, int nid, const char *value)
+int ca_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 {
     X509V3_CTX ctx;
     X509_EXTENSION *ext;
     int ok;
 
     X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
     ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
     if (!ext)
         return -1;
@@ -88,9 +87,9 @@ static int ca_generate(struct ca *ca)
                                (const unsigned char *)"mitmtun interception CA", -1, -1, 0);
     X509_set_issuer_name(ca->cert, name);
     X509_set_pubkey(ca->cert, ca->key);
-    if (add_ext(ca->cert, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
-        add_ext(ca->cert, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
-        add_ext(ca->cert, NID_subject_key_identifier, "hash") < 0 ||
+    if (ca_add_ext(ca->cert, ca->cert, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
+        ca_add_ext(ca->cert, ca->cert, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
+        ca_add_ext(ca->cert, ca->cert, NID_subject_key_identifier, "hash") < 0 ||
         X509_sign(ca->cert, ca->key, EVP_sha256()) <= 0)
         goto out;
     rc = 0;

@@ -34,5 +34,7 @@ struct evp_pkey_st;
 struct x509_st;
 struct evp_pkey_st *ca_key(const struct ca *ca);
 struct x509_st *ca_cert(const struct ca *ca);
+/* Adds an X509v3 extension given in OpenSSL's configuration syntax ("critical,CA:TRUE"). */
+int ca_add_ext(struct x509_st *cert, struct x509_st *issuer, int nid, const char *value);
 
 #endif

@@ -117,22 +117,6 @@ static int cache_key(X509 *upstream, const char *sni, unsigned char *key)
     return ok ? 0 : -1;
 }
 
-static int add_ext(X509 *leaf, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509_EXTENSION *ext;
-    int ok;
-
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, issuer, leaf, NULL, NULL, 0);
-    ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    if (!ext)
-        return -1;
-    ok = X509_add_ext(leaf, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok ? 0 : -1;
-}
-
 /* Does names hold a DNS entry equal (case-insensitively) to name? */
 static int has_dns(const GENERAL_NAMES *names, const char *name)
 {
@@ -233,11 +217,11 @@ static X509 *forge_new_leaf(struct forge *f, X509 *upstream, const char *sni)
         !X509_gmtime_adj(X509_getm_notAfter(leaf), (long)LEAF_DAYS * 24 * 3600) ||
         !X509_set_pubkey(leaf, f->key) ||
         !X509_add1_ext_i2d(leaf, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT) ||
-        add_ext(leaf, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-        add_ext(leaf, ca, NID_key_usage, "critical,digitalSignature") < 0 ||
-        add_ext(leaf, ca, NID_ext_key_usage, "serverAuth") < 0 ||
-        add_ext(leaf, ca, NID_subject_key_identifier, "hash") < 0 ||
-        add_ext(leaf, ca, NID_authority_key_identifier, "keyid:always") < 0)
+        ca_add_ext(leaf, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+        ca_add_ext(leaf, ca, NID_key_usage, "critical,digitalSignature") < 0 ||
+        ca_add_ext(leaf, ca, NID_ext_key_usage, "serverAuth") < 0 ||
+        ca_add_ext(leaf, ca, NID_subject_key_identifier, "hash") < 0 ||
+        ca_add_ext(leaf, ca, NID_authority_key_identifier, "keyid:always") < 0)
         goto fail;
     /* Never valid beyond our CA. */
     if (ASN1_TIME_compare(X509_get0_notAfter(leaf), X509_get0_notAfter(ca)) > 0)
