@@ -60,6 +60,7 @@ static const struct key config_keys[] = {
     {"tls", "upstream_ca_file", K_PATH, F(tls.upstream_ca_file), 0, 0, NULL, ""},
     {"tls", "upstream_verify", K_BOOL, F(tls.upstream_verify), 0, 0, NULL, "yes"},
     {"tls", "cache_size", K_INT, F(tls.cache_size), 1, 1000000, NULL, "1024"},
+    {"tls", "keylog", K_PATH, F(tls.keylog), 0, 0, NULL, ""},
     {"tls", "detect", K_BOOL, F(tls.detect), 0, 0, NULL, "yes"},
     {"tls", "ignore_hosts", K_HOSTS, F(tls.ignore_hosts), 0, 0, NULL, ""},
     {"log", "level", K_CHOICE, F(log.level), 0, 0, "error|warn|info|debug", "info"},

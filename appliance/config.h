@@ -58,6 +58,7 @@ struct config {
         char upstream_ca_file[CONFIG_PATH_MAX]; /* trusted besides the system store */
         int upstream_verify;                    /* 0: forge even for an unverifiable upstream */
         int cache_size;                         /* forged leaves kept */
+        char keylog[CONFIG_PATH_MAX];           /* NSS key log file, "" for none */
         int detect;                             /* look for a ClientHello on every port */
         char ignore_hosts[CONFIG_PATH_MAX];     /* passed through untouched: see hostmatch.h */
     } tls;

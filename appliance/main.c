@@ -149,7 +149,7 @@ static int run(const struct config *cfg)
         return 1;
     }
     tls = tls_engine_new(ca, cfg->tls.upstream_ca_file, cfg->tls.upstream_verify,
-                         cfg->tls.cache_size, err, sizeof(err));
+                         cfg->tls.cache_size, cfg->tls.keylog, err, sizeof(err));
     if (!tls) {
         log_error("%s: %s", cfg->path, err);
         goto out;

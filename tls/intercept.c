@@ -18,6 +18,7 @@
 struct tls_engine {
     SSL_CTX *upstream_ctx; /* we are the client */
     SSL_CTX *client_ctx;   /* we are the server */
+    FILE *keylog;          /* both legs' secrets, NSS key log format; NULL for none */
     struct forge *forge;
     int verify;
 };
@@ -242,8 +243,20 @@ fail:
     return NULL;
 }
 
+/* Appends one NSS key log line: Wireshark decrypts a capture of both legs with the file. */
+static void keylog_line(const SSL *ssl, const char *line)
+{
+    struct tls_engine *e = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+
+    if (e && e->keylog) {
+        fputs(line, e->keylog);
+        fputc('\n', e->keylog);
+        fflush(e->keylog);
+    }
+}
+
 struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_file, int verify,
-                                  int cache_size, char *err, size_t errlen)
+                                  int cache_size, const char *keylog, char *err, size_t errlen)
 {
     struct tls_engine *e = calloc(1, sizeof(*e));
 
@@ -270,6 +283,18 @@ struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_f
         tls_engine_free(e);
         return NULL;
     }
+    if (keylog && *keylog) {
+        e->keylog = fopen(keylog, "a");
+        if (!e->keylog) {
+            snprintf(err, errlen, "[tls] keylog: cannot open '%s' for appending", keylog);
+            tls_engine_free(e);
+            return NULL;
+        }
+        SSL_CTX_set_app_data(e->upstream_ctx, e);
+        SSL_CTX_set_app_data(e->client_ctx, e);
+        SSL_CTX_set_keylog_callback(e->upstream_ctx, keylog_line);
+        SSL_CTX_set_keylog_callback(e->client_ctx, keylog_line);
+    }
     SSL_CTX_set_min_proto_version(e->client_ctx, TLS1_2_VERSION);
     SSL_CTX_set_alpn_select_cb(e->client_ctx, select_alpn, NULL);
     return e;
@@ -289,5 +314,7 @@ void tls_engine_free(struct tls_engine *e)
     SSL_CTX_free(e->upstream_ctx);
     SSL_CTX_free(e->client_ctx);
     forge_free(e->forge);
+    if (e->keylog)
+        fclose(e->keylog);
     free(e);
 }

@@ -35,8 +35,9 @@ struct tls_info {
 typedef void (*tls_ready_cb)(void *arg, struct bufferevent *client, struct bufferevent *upstream,
                              const char *error);
 
+/* keylog: a file to append both legs' secrets to (NSS key log format), or NULL/"" for none. */
 struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_file, int verify,
-                                  int cache_size, char *err, size_t errlen);
+                                  int cache_size, const char *keylog, char *err, size_t errlen);
 void tls_engine_free(struct tls_engine *e);
 
 /*

@@ -51,7 +51,8 @@ while True:
     c.recv(100)
     c.close()" &
 PIDS+=($!)
-e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ports=443, 8443, 4443, 9443"
+e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ports=443, 8443, 4443, 9443" \
+    --set tls.keylog="$WORK/keylog.txt"
 CA=$WORK/ca/ca.crt
 
 fetch() { # host port [curl args]: the page, through the appliance, trusting only our CA
@@ -84,6 +85,15 @@ check "bare IP, no SNI: curl to https://10.99.2.2/ verifies" bash -c "[ \"\$(ip 
 check "port 8443 intercepted" fetch a.test.example 8443
 check "TLS 1.2-only client" fetch a.test.example 443 --tlsv1.2 --tls-max 1.2
 check "TLS 1.3-only client" fetch a.test.example 443 --tlsv1.3
+keylog_both_legs() { # one TLS 1.3 exchange: secrets of the client leg and the upstream leg
+    local n
+    : >"$WORK/keylog.txt"
+    fetch a.test.example 443 --tlsv1.3 >/dev/null || return 1
+    n=$(grep -c "^CLIENT_TRAFFIC_SECRET_0 " "$WORK/keylog.txt")
+    echo "$n CLIENT_TRAFFIC_SECRET_0 lines"
+    [ "$n" = 2 ] && [ "$(grep -c "^SERVER_TRAFFIC_SECRET_0 " "$WORK/keylog.txt")" = 2 ]
+}
+check "keylog: both legs' secrets, NSS key log format" keylog_both_legs
 check "TLS 1.3 recorded" e2e_record 'r.get("tls",{}).get("version")=="TLSv1.3" and r["tls"]["intercepted"]'
 check "h2 negotiated through the interceptor" fetch b.test.example 443 --http2
 check "h2 recorded on the TLS record" e2e_record 'r.get("tls",{}).get("sni")=="b.test.example" and r["tls"]["alpn"]=="h2" and r["tls"]["intercepted"]'
