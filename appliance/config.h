@@ -59,6 +59,8 @@ struct config {
         int upstream_verify;                    /* 0: forge even for an unverifiable upstream */
         int cache_size;                         /* forged leaves kept */
         char keylog[CONFIG_PATH_MAX];           /* NSS key log file, "" for none */
+        int auto_passthrough;                   /* pass through where a client refused our cert */
+        int auto_passthrough_seconds;           /* for how long */
         int detect;                             /* look for a ClientHello on every port */
         char ignore_hosts[CONFIG_PATH_MAX];     /* passed through untouched: see hostmatch.h */
     } tls;

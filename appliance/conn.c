@@ -18,6 +18,7 @@
 #include "upstream.h"
 #include "worker.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -342,6 +343,14 @@ static void conn_start_relay(struct conn *c)
         conn_relay(c->cbev, c->ubev, &c->bytes_up);
 }
 
+/* The name a pin is kept under: the SNI, else the destination address. */
+static const char *conn_tls_host(const struct conn *c, char *buf, size_t len)
+{
+    if (c->tls->sni[0])
+        return c->tls->sni;
+    return inet_ntop(c->server.family, c->server.addr, buf, (socklen_t)len);
+}
+
 static void conn_tls_ready(void *arg, struct bufferevent *client, struct bufferevent *upstream,
                            const char *error)
 {
@@ -349,6 +358,10 @@ static void conn_tls_ready(void *arg, struct bufferevent *client, struct buffere
 
     c->handshake = NULL;
     if (error) {
+        char host[64];
+        if (c->tls->refused_cert && c->w->cfg->tls.auto_passthrough)
+            worker_pin_add(c->w, c->client.family, c->client.addr,
+                           conn_tls_host(c, host, sizeof(host)));
         /* Whatever the TLS layer queued (an alert) goes out before the FIN. */
         bufferevent_flush(c->c_raw, EV_WRITE, BEV_FINISHED);
         conn_close(c, "tls_error", error);
@@ -389,6 +402,7 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
     size_t len = evbuffer_get_length(in), look = len < SNIFF_MAX ? len : SNIFF_MAX;
     enum clienthello_result r;
     struct clienthello ch;
+    char host[64];
     int ignored;
 
     r = clienthello_parse(evbuffer_pullup(in, (ssize_t)look), look, &ch);
@@ -411,10 +425,17 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
         conn_close(c, "error", "out of memory");
         return;
     }
+    snprintf(c->tls->sni, sizeof(c->tls->sni), "%s", ch.sni);
     ignored = hostmatch(c->w->cfg->tls.ignore_hosts, ch.sni, c->server.family, c->server.addr);
     if (ignored >= 0) {
-        snprintf(c->tls->sni, sizeof(c->tls->sni), "%s", ch.sni);
         snprintf(c->tls->error, sizeof(c->tls->error), "[tls] ignore_hosts entry %d", ignored + 1);
+        conn_start_relay(c);
+        return;
+    }
+    if (c->w->cfg->tls.auto_passthrough && worker_pin_find(c->w, c->client.family, c->client.addr,
+                                                           conn_tls_host(c, host, sizeof(host)))) {
+        snprintf(c->tls->error, sizeof(c->tls->error),
+                 "auto_passthrough: this client refused our certificate for this host");
         conn_start_relay(c);
         return;
     }

@@ -7,6 +7,8 @@
 #include "udprelay.h"
 
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <time.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +26,54 @@ static void worker_stats_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     worker_log_stats(arg);
+}
+
+static long now_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec;
+}
+
+static struct worker_pin *pin_slot(struct worker *w, int family, const uint8_t *client,
+                                   const char *host)
+{
+    for (int i = 0; i < WORKER_PINS; i++) {
+        struct worker_pin *p = &w->pins[i];
+        if (p->family == family && memcmp(p->client, client, family == AF_INET ? 4 : 16) == 0 &&
+            strcmp(p->host, host) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+void worker_pin_add(struct worker *w, int family, const uint8_t *client, const char *host)
+{
+    struct worker_pin *p = pin_slot(w, family, client, host);
+
+    if (!p) { /* a free slot, else the one expiring first */
+        p = &w->pins[0];
+        for (int i = 1; i < WORKER_PINS && p->family; i++)
+            if (!w->pins[i].family || w->pins[i].expires < p->expires)
+                p = &w->pins[i];
+    }
+    p->family = family;
+    memcpy(p->client, client, family == AF_INET ? 4 : 16);
+    snprintf(p->host, sizeof(p->host), "%s", host);
+    p->expires = now_seconds() + w->cfg->tls.auto_passthrough_seconds;
+}
+
+int worker_pin_find(struct worker *w, int family, const uint8_t *client, const char *host)
+{
+    struct worker_pin *p = pin_slot(w, family, client, host);
+
+    if (!p)
+        return 0;
+    if (p->expires > now_seconds())
+        return 1;
+    p->family = 0;
+    return 0;
 }
 
 /* Resident set size in KiB, from /proc/self/statm. */

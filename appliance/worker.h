@@ -18,6 +18,16 @@ struct udprelay;
 struct echorelay;
 struct tls_engine;
 
+#define WORKER_PINS 256
+
+/* A client that refused our certificate for a host: passed through until expires. */
+struct worker_pin {
+    int family;         /* 0: free */
+    uint8_t client[16]; /* the client's address */
+    char host[256];     /* the SNI, or the destination address as text */
+    long expires;       /* CLOCK_MONOTONIC seconds */
+};
+
 struct worker {
     struct event_base *base;
     const struct config *cfg;
@@ -36,6 +46,7 @@ struct worker {
     uint64_t udp_open;
     uint64_t udp_total;
     uint64_t udp_dropped; /* datagrams refused: QUIC blocked, flow table full, send errors */
+    struct worker_pin pins[WORKER_PINS]; /* [tls] auto_passthrough */
 };
 
 /* Starts a worker on tun_fd. Returns 0 or -1 (logged). */
@@ -43,6 +54,10 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
                 struct flowlog *flows, struct tls_engine *tls);
 /* Closes every flow (recording each) and frees the worker's resources. */
 void worker_cleanup(struct worker *w);
+/* [tls] auto_passthrough: remember, or look up, a client that refused our certificate. */
+void worker_pin_add(struct worker *w, int family, const uint8_t *client, const char *host);
+int worker_pin_find(struct worker *w, int family, const uint8_t *client, const char *host);
+
 /* Logs one stats line: open and total flows, drops, memory. */
 void worker_log_stats(struct worker *w);
 

@@ -106,8 +106,18 @@ static void client_eventcb(struct bufferevent *bev, short what, void *arg)
     struct bufferevent *cf, *uf;
 
     if (!(what & BEV_EVENT_CONNECTED)) {
-        set_error(s, "client handshake: ",
-                  what & BEV_EVENT_EOF ? "the client closed the connection" : NULL);
+        /* An alert against our certificate, or a close right after it: the app pins its
+         * certificates or does not trust our CA. */
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        int reason = ERR_GET_REASON(e);
+        char detail[160] = "the client closed the connection";
+
+        if (e)
+            ERR_error_string_n(e, detail, sizeof(detail));
+        s->info->refused_cert = (what & BEV_EVENT_EOF) || reason == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
+                                reason == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+                                reason == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN;
+        set_error(s, "client handshake: ", detail);
         session_fail(s);
         return;
     }

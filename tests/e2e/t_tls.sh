@@ -117,8 +117,10 @@ check "detect: a server that speaks first is relayed at once" banner_at_once
 check "no connection left open" e2e_wait_tcp_drained 10
 e2e_stop_appliance
 
-# [tls] ignore_hosts: that host's TLS passes through untouched.
-e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ignore_hosts=*.other.example, b.test.example"
+# [tls] ignore_hosts: that host's TLS passes through untouched. [tls] auto_passthrough: so does
+# a host whose certificate a client refused.
+e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ignore_hosts=*.other.example, b.test.example" \
+    --set tls.auto_passthrough=yes
 real_cert() {
     local text
     text=$(timeout 10 ip netns exec "$NS_C" openssl s_client -connect 10.99.2.2:443 -servername b.test.example </dev/null 2>/dev/null | openssl x509 -noout -text)
@@ -128,5 +130,17 @@ real_cert() {
 check "ignore_hosts: the client sees the real certificate" real_cert
 check "ignore_hosts: recorded as not intercepted, with why" e2e_record 'r.get("tls",{}).get("sni")=="b.test.example" and r["tls"]["intercepted"]==False and "ignore_hosts entry 2" in r["tls"]["reason"]'
 check "ignore_hosts: other hosts still intercepted" fetch a.test.example 443
+pinned_refuses() { # a client without our CA refuses the forged certificate
+    ! in_c curl -sS --max-time 5 --cacert "$P/uca.crt" --resolve a.test.example:8443:10.99.2.2 https://a.test.example:8443/ 2>&1
+}
+passed_through() { # the same client, trusting only the real CA, now gets the real server
+    fetch_real() { in_c curl -sS --max-time 5 --cacert "$P/uca.crt" --resolve a.test.example:8443:10.99.2.2 https://a.test.example:8443/; }
+    [ "$(fetch_real)" = "hello from nginx" ]
+}
+check "a client that refuses our certificate is recorded" pinned_refuses
+check "the refusal is recorded, with the alert" e2e_record 'r["server"]=="10.99.2.2:8443" and r["end"]=="tls_error" and "unknown ca" in r["error"]'
+check "auto_passthrough: its next connection to that host passes through" passed_through
+check "auto_passthrough: recorded as not intercepted, with why" e2e_record 'r["server"]=="10.99.2.2:8443" and r["end"]=="closed" and "auto_passthrough" in r["tls"].get("reason", "")'
+
 e2e_stop_appliance
 e2e_pass
