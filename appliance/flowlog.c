@@ -133,6 +133,9 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
         flowlog_json_string(line, sizeof(line), &pos, r->tls->alpn);
         append(line, sizeof(line), &pos, ",\"intercepted\":%s",
                r->tls->intercepted ? "true" : "false");
+        if (r->tls->intercepted)
+            append(line, sizeof(line), &pos, ",\"upstream_resumed\":%s",
+                   r->tls->upstream_resumed ? "true" : "false");
         if (!r->tls->intercepted && r->tls->error[0]) {
             append(line, sizeof(line), &pos, ",\"reason\":");
             flowlog_json_string(line, sizeof(line), &pos, r->tls->error);

@@ -14,11 +14,20 @@
 #include <string.h>
 
 #define RAW_WRITE_HIGH (128 * 1024) /* ciphertext queued on a raw side before the filter waits */
+#define SESSIONS       256          /* upstream TLS sessions kept for resumption */
+
+/* An upstream session to resume, by the server name it was made for. */
+struct upstream_session {
+    char host[256];
+    SSL_SESSION *session;
+};
 
 struct tls_engine {
     SSL_CTX *upstream_ctx; /* we are the client */
     SSL_CTX *client_ctx;   /* we are the server */
     FILE *keylog;          /* both legs' secrets, NSS key log format; NULL for none */
+    struct upstream_session sessions[SESSIONS]; /* so a repeat visit costs no full handshake */
+    unsigned next_session;                      /* round-robin replacement */
     struct forge *forge;
     int verify;
 };
@@ -171,6 +180,7 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
         session_fail(s);
         return;
     }
+    s->info->upstream_resumed = SSL_session_reused(ussl);
     verdict = SSL_get_verify_result(ussl);
     if (verdict != X509_V_OK && s->e->verify) {
         set_error(s, "upstream certificate: ", X509_verify_cert_error_string(verdict));
@@ -209,6 +219,32 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
     bufferevent_trigger(s->craw, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
 }
 
+static struct upstream_session *session_slot(struct tls_engine *e, const char *host)
+{
+    for (int i = 0; i < SESSIONS; i++)
+        if (e->sessions[i].session && strcmp(e->sessions[i].host, host) == 0)
+            return &e->sessions[i];
+    return NULL;
+}
+
+/* OpenSSL hands us each new upstream session (TLS 1.3 tickets arrive after the handshake). */
+static int keep_session(SSL *ssl, SSL_SESSION *session)
+{
+    struct tls_engine *e = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    struct upstream_session *slot;
+
+    if (!e || !host || !SSL_SESSION_is_resumable(session))
+        return 0;
+    slot = session_slot(e, host);
+    if (!slot)
+        slot = &e->sessions[e->next_session++ % SESSIONS];
+    SSL_SESSION_free(slot->session);
+    snprintf(slot->host, sizeof(slot->host), "%s", host);
+    slot->session = session;
+    return 1; /* ours now */
+}
+
 struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
                                   struct bufferevent *upstream_raw, const struct clienthello *ch,
                                   struct tls_info *info, tls_ready_cb cb, void *arg)
@@ -228,6 +264,11 @@ struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *clie
     snprintf(info->sni, sizeof(info->sni), "%s", ch->sni);
     if (*ch->sni && (!SSL_set_tlsext_host_name(ussl, ch->sni) || !SSL_set1_host(ussl, ch->sni)))
         goto fail;
+    if (*ch->sni) {
+        struct upstream_session *known = session_slot(e, ch->sni);
+        if (known)
+            SSL_set_session(ussl, known->session);
+    }
     if (ch->alpn_len && SSL_set_alpn_protos(ussl, ch->alpn, (unsigned)ch->alpn_len) != 0)
         goto fail;
     /* Respect the client's version range on the upstream leg. */
@@ -284,6 +325,11 @@ struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_f
     if (!e->upstream_ctx || !e->client_ctx || !e->forge)
         goto fail;
     SSL_CTX_set_verify(e->upstream_ctx, SSL_VERIFY_NONE, NULL); /* judged after the handshake */
+    SSL_CTX_set_app_data(e->upstream_ctx, e);
+    SSL_CTX_set_app_data(e->client_ctx, e);
+    SSL_CTX_set_session_cache_mode(e->upstream_ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(e->upstream_ctx, keep_session);
     if (SSL_CTX_set_default_verify_paths(e->upstream_ctx) != 1)
         goto fail;
     if (upstream_ca_file && *upstream_ca_file &&
@@ -300,8 +346,6 @@ struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_f
             tls_engine_free(e);
             return NULL;
         }
-        SSL_CTX_set_app_data(e->upstream_ctx, e);
-        SSL_CTX_set_app_data(e->client_ctx, e);
         SSL_CTX_set_keylog_callback(e->upstream_ctx, keylog_line);
         SSL_CTX_set_keylog_callback(e->client_ctx, keylog_line);
     }
@@ -324,6 +368,8 @@ void tls_engine_free(struct tls_engine *e)
     SSL_CTX_free(e->upstream_ctx);
     SSL_CTX_free(e->client_ctx);
     forge_free(e->forge);
+    for (int i = 0; i < SESSIONS; i++)
+        SSL_SESSION_free(e->sessions[i].session);
     if (e->keylog)
         fclose(e->keylog);
     free(e);

@@ -78,6 +78,8 @@ refused() { # host port: the client's handshake fails
 plain() { [ "$(in_c curl -sS --max-time 5 http://10.99.2.2:9443/)" = "hello from nginx" ]; }
 
 check "virtual host a: page through the interceptor" fetch a.test.example 443
+check "a repeat visit resumes the upstream session" bash -c "$(declare -f fetch in_c); NS_C=$NS_C CA=$CA fetch a.test.example 443"
+check "resumption recorded" e2e_record 'r.get("tls",{}).get("sni")=="a.test.example" and r["tls"].get("upstream_resumed")'
 check "virtual host a: forged with exactly a's SANs" sees "DNS:a.test.example, DNS:alt-a.test.example" -servername a.test.example
 check "virtual host b: forged with exactly b's SANs" sees "DNS:b.test.example, DNS:*.b.test.example" -servername b.test.example
 check "bare IP, no SNI: the default server's CN and IP SAN" sees "IP Address:10.99.2.2" -noservername
