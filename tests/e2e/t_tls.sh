@@ -96,6 +96,22 @@ keylog_both_legs() { # one TLS 1.3 exchange: secrets of the client leg and the u
     [ "$n" = 2 ] && [ "$(grep -c "^SERVER_TRAFFIC_SECRET_0 " "$WORK/keylog.txt")" = 2 ]
 }
 check "keylog: both legs' secrets, NSS key log format" keylog_both_legs
+keylog_decrypts() { # tshark reads the HTTP request out of a capture of the client's leg
+    local cap out
+    : >"$WORK/keylog.txt"
+    ip netns exec "$NS_C" tcpdump -U -i c0 -w "$WORK/tls.pcap" 'tcp port 443' >/dev/null 2>&1 &
+    cap=$!
+    sleep 0.5
+    fetch a.test.example 443 --http1.1 >/dev/null
+    sleep 0.5
+    kill $cap
+    wait $cap
+    out=$(timeout 60 tshark -r "$WORK/tls.pcap" -o "tls.keylog_file:$WORK/keylog.txt" \
+        -Y http.request -T fields -e http.host -e http.request.uri 2>/dev/null)
+    echo "decrypted: $out"
+    [[ "$out" == *"a.test.example"* ]]
+}
+check "keylog: tshark decrypts a capture of the exchange" keylog_decrypts
 check "TLS 1.3 recorded" e2e_record 'r.get("tls",{}).get("version")=="TLSv1.3" and r["tls"]["intercepted"]'
 check "h2 negotiated through the interceptor" fetch b.test.example 443 --http2
 check "h2 recorded on the TLS record" e2e_record 'r.get("tls",{}).get("sni")=="b.test.example" and r["tls"]["alpn"]=="h2" and r["tls"]["intercepted"]'
