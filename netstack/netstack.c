@@ -524,10 +524,10 @@ static err_t ns_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     return ERR_OK;
 }
 
-/* Is there a pcb for this packet's connection already (a SYN lwIP must see)? */
-static int pcb_exists(const struct packet_info *pi)
+/* The pcb of list for this packet's connection, or NULL. */
+static struct tcp_pcb *pcb_find(struct tcp_pcb *list, const struct packet_info *pi)
 {
-    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
+    for (struct tcp_pcb *pcb = list; pcb; pcb = pcb->next) {
         uint8_t a[16];
         int family;
 
@@ -538,9 +538,9 @@ static int pcb_exists(const struct packet_info *pi)
             continue;
         ipaddr_to_bytes(&pcb->local_ip, &family, a);
         if (memcmp(a, pi->dst, packet_addr_len(family)) == 0)
-            return 1;
+            return pcb;
     }
-    return 0;
+    return NULL;
 }
 
 static void endpoint_set(struct netstack_endpoint *ep, int family, const uint8_t *addr,
@@ -562,7 +562,12 @@ static void ns_tcp_input(struct netstack *ns, const uint8_t *pkt, size_t len,
         pp = syn_slot(ns, pi->family, pi->src, pi->sport, pi->dst, pi->dport);
         if (*pp && !(*pp)->injected)
             return; /* a retransmission while the upstream connect is under way */
-        if (!*pp && !pcb_exists(pi)) {
+        if (!*pp && !pcb_find(tcp_active_pcbs, pi)) {
+            /* A client may reuse its port at once when we closed first: our TIME_WAIT pcb for
+             * the old connection would answer the new SYN with RST. Forget it (RFC 6191). */
+            struct tcp_pcb *old = pcb_find(tcp_tw_pcbs, pi);
+            if (old)
+                tcp_abort(old);
             syn = calloc(1, sizeof(*syn) + len);
             if (!syn)
                 return;

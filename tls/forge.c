@@ -247,7 +247,9 @@ X509 *forge_leaf(struct forge *f, X509 *upstream, const char *sni)
     unsigned char key[32];
     struct forged *e;
 
-    if (!sni)
+    /* A name the upstream certificate already covers (a wildcard, say) adds nothing: every
+     * such name shares one leaf, so a new name costs no signature. */
+    if (!sni || X509_check_host(upstream, sni, 0, 0, NULL) == 1)
         sni = "";
     if (cache_key(upstream, sni, key) < 0)
         return NULL;

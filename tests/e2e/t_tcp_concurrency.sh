@@ -36,6 +36,33 @@ recs = [json.loads(l) for l in open('$FLOWS')]
 good = [r for r in recs if r['end'] == 'closed' and r['bytes_down'] > 100 * 1024]
 assert len(good) == 1000, len(good)"
 check "connection count back to zero" e2e_wait_tcp_drained 10
+port_reuse() { # the server closes first; the client reuses its port at once, five times
+    in_c python3 -c "
+import socket, time
+for i in range(5):
+    t = time.time()
+    for attempt in range(40):  # the old tuple may still await our last ACK (LAST_ACK)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('10.99.1.2', 45678))
+        s.settimeout(3)
+        try:
+            s.connect(('10.99.2.2', 80))
+            break
+        except OSError as e:
+            if e.errno != 99:
+                raise
+            s.close()
+            time.sleep(0.05)
+    s.sendall(b'GET /small.bin HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n')
+    n = 0
+    while (d := s.recv(65536)):
+        n += len(d)
+    s.close()
+    assert n > 100 * 1024, n
+    print('fetch %d on port 45678: %.0f ms' % (i + 1, 1000 * (time.time() - t)))"
+}
+check "a client reusing its port right after our close is served (TIME_WAIT)" port_reuse
 vanish
 check "vanished client: recorded as reset mid-transfer" e2e_record \
     'r["server"]=="10.99.2.2:80" and r["end"] in ("client_reset","client_timeout") and 0<r["bytes_down"]<64*2**20'

@@ -175,6 +175,40 @@ def hold(host, port, n, seconds):
     return 0
 
 
+def _tls_worker(args):
+    host, port, seconds, cafile, names, offset = args
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile)
+    deadline = time.time() + seconds
+    n = failed = 0
+    while time.time() < deadline and failed < 100:
+        name = names.replace("N", str(offset + n + failed)) if "N" in names else names
+        try:
+            raw = socket.create_connection((host, port), timeout=5)
+            with ctx.wrap_socket(raw, server_hostname=name) as s:
+                s.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+                while s.recv(65536):
+                    pass
+            n += 1
+        except OSError:
+            failed += 1
+    return n, failed
+
+
+def tls_rate(host, port, seconds, procs, cafile, names):
+    """New TLS connections per second, each one GET; names with N get a distinct N each time."""
+    import multiprocessing
+    seconds, procs = float(seconds), int(procs)
+    with multiprocessing.Pool(procs) as pool:
+        counts = pool.map(_tls_worker, [(host, int(port), seconds, cafile, names, i * 1000000)
+                                        for i in range(procs)])
+    done, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    if failed:
+        print(f"{failed} connections failed", file=sys.stderr)
+    print("%.0f" % (done / seconds))
+    return 0
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1].replace("-", "_"), sys.argv[2:]
     sys.exit(globals()[cmd](*args))

@@ -192,6 +192,16 @@ static void test_cache(void **state)
     X509_free(forge_leaf(f, a, "a.example")); /* evicted (least recently used): forged again */
     forge_get_stats(f, &st);
     assert_int_equal(st.misses, 4);
+    /* names the certificate covers share one leaf */
+    {
+        X509 *wild = upstream("w.example", "DNS:*.w.example");
+        X509 *x1 = forge_leaf(f, wild, "one.w.example"), *x2 = forge_leaf(f, wild, "two.w.example");
+        assert_ptr_equal(x1, x2);
+        assert_int_equal(X509_check_host(x1, "three.w.example", 0, 0, NULL), 1);
+        X509_free(x1);
+        X509_free(x2);
+        X509_free(wild);
+    }
     /* a reference held by a connection survives eviction */
     assert_cn(l1, "a.example");
     X509_free(l1);
