@@ -21,6 +21,17 @@ head -c 256M /dev/zero >"$WORK/www/bulk.bin"
 cat >"$WORK/nginx/extra/tls.conf" <<CONF
 server { listen 443 ssl default_server; ssl_certificate $P/srv.crt; ssl_certificate_key $P/srv.key; root $WORK/www; keepalive_timeout 0; }
 CONF
+# DISTINCT hosts, each with a certificate of its own, for the cold runs: every connection
+# makes the interceptor forge (and sign) a new leaf.
+DISTINCT=${DISTINCT:-3000}
+openssl ecparam -name prime256v1 -genkey -noout -out "$P/host.key" 2>/dev/null
+for i in $(seq 0 $((DISTINCT - 1))); do
+    printf '[req]\ndistinguished_name=dn\n[dn]\n[ext]\nsubjectAltName=DNS:c%d.bench.example\n' "$i" >"$P/c.cnf"
+    openssl req -new -key "$P/host.key" -subj "/CN=c$i.bench.example" -config "$P/c.cnf" 2>/dev/null |
+        openssl x509 -req -CA "$P/uca.crt" -CAkey "$P/uca.key" -set_serial $((1000 + i)) -days 30 \
+            -extfile "$P/c.cnf" -extensions ext -out "$P/c$i.crt" 2>/dev/null
+    echo "server { listen 443 ssl; server_name c$i.bench.example; ssl_certificate $P/c$i.crt; ssl_certificate_key $P/host.key; root $WORK/www; keepalive_timeout 0; }" >>"$WORK/nginx/extra/tls.conf"
+done
 e2e_start_nginx
 
 # Our CA serves both interceptors, so the same clients trust both.
@@ -38,6 +49,7 @@ declare -A mitm split
 e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt"
 mitm[warm]=$(rate bench.example)
 mitm[cold]=$(rate hN.bench.example)
+mitm[distinct]=$(rate "cN%$DISTINCT.bench.example")
 mitm[bulk]=$(bulk)
 mitm[rss]=$(hwm $APP_PID)
 e2e_stop_appliance >/dev/null
@@ -55,6 +67,7 @@ PIDS+=($SPLIT)
 sleep 1
 split[warm]=$(rate bench.example)
 split[cold]=$(rate hN.bench.example)
+split[distinct]=$(rate "cN%$DISTINCT.bench.example")
 split[bulk]=$(bulk)
 split[rss]=$(hwm $SPLIT)
 
@@ -64,5 +77,6 @@ echo "TLS interception benchmark: ${SECS}s per run, 4 client processes, $(nproc)
 printf '%-34s %10s %10s %8s\n' "measure" "mitmtun" "sslsplit" "ratio"
 printf '%-34s %10s %10s %8s\n' "new TLS conns/s, cache warm" "${mitm[warm]}" "${split[warm]}" "$(ratio ${mitm[warm]} ${split[warm]})"
 printf '%-34s %10s %10s %8s\n' "new TLS conns/s, cold (new names)" "${mitm[cold]}" "${split[cold]}" "$(ratio ${mitm[cold]} ${split[cold]})"
+printf '%-34s %10s %10s %8s\n' "new conns/s, cold: distinct certs" "${mitm[distinct]}" "${split[distinct]}" "$(ratio ${mitm[distinct]} ${split[distinct]})"
 printf '%-34s %10s %10s %8s\n' "bulk HTTPS MB/s, one stream" "${mitm[bulk]}" "${split[bulk]}" "$(ratio ${mitm[bulk]} ${split[bulk]})"
 printf '%-34s %10s %10s %8s\n' "peak RSS MiB" "${mitm[rss]}" "${split[rss]}" "$(ratio ${mitm[rss]} ${split[rss]})"

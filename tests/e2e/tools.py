@@ -182,7 +182,15 @@ def _tls_worker(args):
     deadline = time.time() + seconds
     n = failed = 0
     while time.time() < deadline and failed < 100:
-        name = names.replace("N", str(offset + n + failed)) if "N" in names else names
+        # "hN.x": a new name each time; "hN%500.x": names cycle through h0..h499 per process offset
+        if "N%" in names:
+            head, rest = names.split("N%", 1)
+            mod, tail = rest.split(".", 1)
+            name = f"{head}{(offset + n + failed) % int(mod)}.{tail}"
+        elif "N" in names:
+            name = names.replace("N", str(offset + n + failed))
+        else:
+            name = names
         try:
             raw = socket.create_connection((host, port), timeout=5)
             with ctx.wrap_socket(raw, server_hostname=name) as s:
@@ -200,7 +208,8 @@ def tls_rate(host, port, seconds, procs, cafile, names):
     import multiprocessing
     seconds, procs = float(seconds), int(procs)
     with multiprocessing.Pool(procs) as pool:
-        counts = pool.map(_tls_worker, [(host, int(port), seconds, cafile, names, i * 1000000)
+        spread = 1000000 if "N%" not in names else int(names.split("N%")[1].split(".")[0]) // procs
+        counts = pool.map(_tls_worker, [(host, int(port), seconds, cafile, names, i * spread)
                                         for i in range(procs)])
     done, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
     if failed:
