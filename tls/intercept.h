@@ -25,9 +25,9 @@ struct tls_info {
     int intercepted;
     int refused_cert;
     int upstream_resumed;
-        /* the upstream leg resumed an earlier session */ /* the client refused our certificate
-                                                             (alert, or closed after it) */
-    char error[192];                                      /* why not, when not */
+    /* the upstream leg resumed an earlier session */ /* the client refused our certificate
+                                                         (alert, or closed after it) */
+    char error[192];                                  /* why not, when not */
 };
 
 /*
