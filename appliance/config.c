@@ -32,7 +32,7 @@ struct key {
     enum key_kind kind;
     size_t offset;        /* of the field in struct config */
     long min, max;        /* K_INT range */
-    const char *choices;  /* K_CHOICE: "a|b|c", stored as the index */
+    const char *choices;  /* K_CHOICE: "a|b|c", stored as the index; ranges: an example */
     const char *fallback; /* default, parsed like a user's value */
 };
 
@@ -49,14 +49,14 @@ static const struct key config_keys[] = {
     {"routing", "lan_interface", K_IFNAME, F(routing.lan_interface), 0, 0, NULL, ""},
     {"routing", "table", K_INT, F(routing.table), 1, 252, NULL, "200"},
     {"routing", "mark", K_UINT32, F(routing.mark), 1, 0, NULL, "0x6d74"},
-    {"routing", "uids", K_UIDS, F(routing.uids), 0, 0, NULL, ""},
+    {"routing", "uids", K_UIDS, F(routing.uids), 0, 4294967294L, "1000, 2000-2099", ""},
     {"tcp", "connect_timeout", K_INT, F(tcp.connect_timeout), 1, 600, NULL, "10"},
     {"udp", "idle_timeout", K_INT, F(udp.idle_timeout), 1, 86400, NULL, "60"},
     {"udp", "max_flows", K_INT, F(udp.max_flows), 1, 1000000, NULL, "4096"},
     {"udp", "relay_quic", K_BOOL, F(udp.relay_quic), 0, 0, NULL, "no"},
     {"icmp", "echo", K_CHOICE, F(icmp.echo), 0, 0, "relay|drop", "relay"},
     {"tls", "ca_dir", K_PATH, F(tls.ca_dir), 0, 0, NULL, "/var/lib/mitmtun/ca"},
-    {"tls", "ports", K_PORTS, F(tls.ports), 0, 0, NULL, "443, 8443"},
+    {"tls", "ports", K_PORTS, F(tls.ports), 1, 65535, "443, 8443, 9000-9100", "443, 8443"},
     {"tls", "upstream_ca_file", K_PATH, F(tls.upstream_ca_file), 0, 0, NULL, ""},
     {"tls", "upstream_verify", K_BOOL, F(tls.upstream_verify), 0, 0, NULL, "yes"},
     {"tls", "cache_size", K_INT, F(tls.cache_size), 1, 1000000, NULL, "1024"},
@@ -70,6 +70,15 @@ static const struct key config_keys[] = {
     {"log", "flows", K_PATH, F(log.flows), 0, 0, NULL, "flows.jsonl"},
     {"log", "stats_interval", K_INT, F(log.stats_interval), 0, 86400, NULL, "60"},
 };
+
+/* Range keys store their count right after their array (see key_parse). */
+_Static_assert(offsetof(struct config, routing.nuids) ==
+                   offsetof(struct config, routing.uids) +
+                       sizeof(((struct config *)0)->routing.uids),
+               "routing.nuids must follow routing.uids");
+_Static_assert(offsetof(struct config, tls.nports) ==
+                   offsetof(struct config, tls.ports) + sizeof(((struct config *)0)->tls.ports),
+               "tls.nports must follow tls.ports");
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -235,15 +244,21 @@ static int key_parse(const struct key *k, const char *value, struct config *cfg,
         }
         return 0;
     case K_UIDS:
-        l = config_parse_uids(value, cfg->routing.uids, CONFIG_MAX_UID_RANGES);
+    case K_PORTS:
+        /* The range array, then its count (struct config keeps them side by side). */
+        l = config_parse_uids(value, (struct uid_range *)field, CONFIG_MAX_UID_RANGES);
+        for (long i = 0; i < l; i++)
+            if (((struct uid_range *)field)[i].first < (uid_t)k->min ||
+                ((struct uid_range *)field)[i].last > (uid_t)k->max)
+                l = -1;
         if (l < 0) {
             snprintf(why, whylen,
-                     "expected a list of user ids or ranges, like 1000, 2000-2099 "
+                     "expected a list of numbers or ranges from %ld to %ld, like %s "
                      "(at most %d)",
-                     CONFIG_MAX_UID_RANGES);
+                     k->min, k->max, k->choices, CONFIG_MAX_UID_RANGES);
             return -1;
         }
-        cfg->routing.nuids = (int)l;
+        *(int *)(field + sizeof(struct uid_range) * CONFIG_MAX_UID_RANGES) = (int)l;
         return 0;
     case K_HOSTS:
         if (strlen(value) >= CONFIG_PATH_MAX || hostmatch_check(value, why, whylen) < 0) {
@@ -252,20 +267,6 @@ static int key_parse(const struct key *k, const char *value, struct config *cfg,
             return -1;
         }
         strcpy(field, value);
-        return 0;
-    case K_PORTS:
-        l = config_parse_uids(value, cfg->tls.ports, CONFIG_MAX_UID_RANGES);
-        for (long i = 0; i < l; i++)
-            if (cfg->tls.ports[i].first == 0 || cfg->tls.ports[i].last > 65535)
-                l = -1;
-        if (l < 0) {
-            snprintf(why, whylen,
-                     "expected a list of ports or ranges, like 443, 8443, 9000-9100 "
-                     "(at most %d)",
-                     CONFIG_MAX_UID_RANGES);
-            return -1;
-        }
-        cfg->tls.nports = (int)l;
         return 0;
     case K_CHOICE:
         b = choice_index(k->choices, value);

@@ -38,37 +38,30 @@ exports() {
         ! openssl pkcs12 -in "$OUT/mitmtun-ca.p12" -passin pass: -nocerts -nodes | grep -q "PRIVATE KEY" &&
         grep -q "Android 14" "$OUT/README.txt" && grep -q "$hash.0" "$OUT/README.txt"
 }
-refused() { # file-to-break what-it-says
-    local out rc
+# Breaks the CA with a command, expects a refusal saying want, then restores the CA.
+refused_after() { # want command...
+    local want=$1 out rc
+    shift
     cp -a "$CA" "$WORK/ca.good"
-    printf 'garbage\n' >"$CA/$1"
+    "$@"
     out=$(run_mitmtun ca export "$OUT" 2>&1)
     rc=$?
     rm -rf "$CA"
     mv "$WORK/ca.good" "$CA"
     echo "exit $rc: $out"
-    [ "$rc" = 1 ] && [[ "$out" == *"$2"* ]]
+    [ "$rc" = 1 ] && [[ "$out" == *"$want"* ]]
 }
-mismatched() {
-    local out rc
-    cp -a "$CA" "$WORK/ca.good"
-    openssl ecparam -name prime256v1 -genkey -noout -out "$CA/ca.key" 2>/dev/null
-    out=$(run_mitmtun ca export "$OUT" 2>&1)
-    rc=$?
-    rm -rf "$CA"
-    mv "$WORK/ca.good" "$CA"
-    echo "exit $rc: $out"
-    [ "$rc" = 1 ] && [[ "$out" == *"ca.key does not belong to"* ]]
-}
+garbage() { printf 'garbage\n' >"$CA/$1"; }
+other_key() { openssl ecparam -name prime256v1 -genkey -noout -out "$CA/ca.key" 2>/dev/null; }
 
 check "first use makes a CA" made
 check "the key is private (0600, directory 0700)" key_private
 check "a CA certificate: CA:TRUE critical, keyCertSign, named mitmtun, ten years" is_ca
 check "the same CA is loaded again" same_ca_again
 check "exported as PEM, DER (.crt, .cer), PKCS#12 without key, Android hash file, README" exports
-check "a garbage certificate is refused, the file named" refused ca.crt "ca.crt: not a PEM certificate"
-check "a garbage key is refused, the file named" refused ca.key "ca.key: not a PEM private key"
-check "a key that does not match is refused" mismatched
+check "a garbage certificate is refused, the file named" refused_after "ca.crt: not a PEM certificate" garbage ca.crt
+check "a garbage key is refused, the file named" refused_after "ca.key: not a PEM private key" garbage ca.key
+check "a key that does not match is refused" refused_after "ca.key does not belong to" other_key
 lone() { # a CA certificate without its key is never silently replaced
     local out
     rm "$CA/ca.key"
