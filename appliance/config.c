@@ -24,7 +24,10 @@ enum key_kind {
     K_UIDS,
     K_PORTS,
     K_HOSTS,
-    K_CHOICE
+    K_CHOICE,
+    K_LISTEN,
+    K_AUTH,
+    K_HOSTNAME,
 };
 
 struct key {
@@ -66,9 +69,18 @@ static const struct key config_keys[] = {
      "3600"},
     {"tls", "detect", K_BOOL, F(tls.detect), 0, 0, NULL, "yes"},
     {"tls", "ignore_hosts", K_HOSTS, F(tls.ignore_hosts), 0, 0, NULL, ""},
+    {"proxy", "listen", K_LISTEN, F(proxy.listen), 0, 0, NULL, "tun:8080, lan:8080"},
+    {"proxy", "auth", K_AUTH, F(proxy.auth), 0, 0, NULL, ""},
+    {"proxy", "allow_local", K_BOOL, F(proxy.allow_local), 0, 0, NULL, "no"},
+    {"proxy", "http_ports", K_PORTS, F(proxy.http_ports), 1, 65535, "80, 8080-8089", "80"},
+    {"proxy", "detect", K_BOOL, F(proxy.detect), 0, 0, NULL, "yes"},
+    {"proxy", "max_header_bytes", K_INT, F(proxy.max_header_bytes), 1024, 1048576, NULL, "65536"},
+    {"proxy", "onboarding_host", K_HOSTNAME, F(proxy.onboarding_host), 0, 0, NULL, "mitm.it"},
     {"log", "level", K_CHOICE, F(log.level), 0, 0, "error|warn|info|debug", "info"},
     {"log", "flows", K_PATH, F(log.flows), 0, 0, NULL, "flows.jsonl"},
     {"log", "stats_interval", K_INT, F(log.stats_interval), 0, 86400, NULL, "60"},
+    {"log", "body_max", K_INT, F(log.body_max), 0, 16777216, NULL, "0"},
+    {"log", "body_decode", K_BOOL, F(log.body_decode), 0, 0, NULL, "no"},
 };
 
 /* Range keys store their count right after their array (see key_parse). */
@@ -76,6 +88,14 @@ _Static_assert(offsetof(struct config, routing.nuids) ==
                    offsetof(struct config, routing.uids) +
                        sizeof(((struct config *)0)->routing.uids),
                "routing.nuids must follow routing.uids");
+_Static_assert(offsetof(struct config, proxy.nhttp_ports) ==
+                   offsetof(struct config, proxy.http_ports) +
+                       sizeof(((struct config *)0)->proxy.http_ports),
+               "proxy.nhttp_ports must follow proxy.http_ports");
+_Static_assert(offsetof(struct config, proxy.nlisten) ==
+                   offsetof(struct config, proxy.listen) +
+                       sizeof(((struct config *)0)->proxy.listen),
+               "proxy.nlisten must follow proxy.listen");
 _Static_assert(offsetof(struct config, tls.nports) ==
                    offsetof(struct config, tls.ports) + sizeof(((struct config *)0)->tls.ports),
                "tls.nports must follow tls.ports");
@@ -166,6 +186,68 @@ static int choice_index(const char *choices, const char *value)
             c++;
     }
     return -1;
+}
+
+/* One "tun:8080", "lan:8080", "10.0.0.1:8080" or "[fd00::1]:8080". */
+static int listen_parse_one(const char *item, size_t len, struct listen_entry *e)
+{
+    char buf[80], *colon, *end;
+    const char *host;
+    unsigned long port;
+
+    if (len >= sizeof(buf))
+        return -1;
+    memcpy(buf, item, len);
+    buf[len] = '\0';
+    colon = strrchr(buf, ':');
+    if (!colon || colon == buf)
+        return -1;
+    *colon = '\0';
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || port < 1 || port > 65535)
+        return -1;
+    e->port = (uint16_t)port;
+    host = buf;
+    memset(e->addr, 0, sizeof(e->addr));
+    if (strcmp(host, "tun") == 0) {
+        e->kind = LISTEN_TUN;
+        return 0;
+    }
+    if (strcmp(host, "lan") == 0) {
+        e->kind = LISTEN_LAN;
+        return 0;
+    }
+    e->kind = LISTEN_ADDR;
+    if (host[0] == '[' && colon[-1] == ']') {
+        colon[-1] = '\0';
+        e->family = AF_INET6;
+        return inet_pton(AF_INET6, host + 1, e->addr) == 1 ? 0 : -1;
+    }
+    e->family = AF_INET;
+    return inet_pton(AF_INET, host, e->addr) == 1 ? 0 : -1;
+}
+
+/* A comma-separated list of listen entries; "" or "off" for none. Returns the count or -1. */
+static int listen_parse(const char *text, struct listen_entry *out, int max)
+{
+    const char *p = text;
+    int n = 0;
+
+    if (strcmp(text, "off") == 0)
+        return 0;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        size_t len = strcspn(p, ", ");
+        if (n == max || listen_parse_one(p, len, &out[n]) < 0)
+            return -1;
+        n++;
+        p += len;
+    }
+    return n;
 }
 
 /* Parses value into cfg for key k; on error writes what was expected into why. */
@@ -268,6 +350,32 @@ static int key_parse(const struct key *k, const char *value, struct config *cfg,
         }
         strcpy(field, value);
         return 0;
+    case K_LISTEN:
+        l = listen_parse(value, (struct listen_entry *)field, CONFIG_MAX_LISTEN);
+        if (l < 0) {
+            snprintf(why, whylen,
+                     "expected a list of address:port, [IPv6]:port, tun:port or lan:port "
+                     "(at most %d), or off",
+                     CONFIG_MAX_LISTEN);
+            return -1;
+        }
+        *(int *)(field + sizeof(struct listen_entry) * CONFIG_MAX_LISTEN) = (int)l;
+        return 0;
+    case K_AUTH:
+        if (*value && (!strchr(value, ':') || strlen(value) >= 256 || value[0] == ':')) {
+            snprintf(why, whylen, "expected user:password (or nothing, for no authentication)");
+            return -1;
+        }
+        strcpy(field, value);
+        return 0;
+    case K_HOSTNAME:
+        if (strlen(value) >= 256 ||
+            strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(value)) {
+            snprintf(why, whylen, "expected a lower-case host name, like mitm.it (or nothing)");
+            return -1;
+        }
+        strcpy(field, value);
+        return 0;
     case K_CHOICE:
         b = choice_index(k->choices, value);
         if (b < 0) {
@@ -333,7 +441,7 @@ static int check_unknown_keys(dictionary *d, const char *path, char *err, size_t
             known_section |= strcmp(config_keys[i].section, sec) == 0;
         if (!known_section)
             return fail(err, errlen,
-                        "%s: [%s]: unknown section (known: tun, routing, tcp, udp, "
+                        "%s: [%s]: unknown section (known: tun, routing, tcp, udp, proxy, "
                         "icmp, tls, log)",
                         path, sec);
         if (nkeys <= 0)

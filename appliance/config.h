@@ -13,6 +13,17 @@
 
 #define CONFIG_MAX_UID_RANGES 16
 #define CONFIG_PATH_MAX       512
+#define CONFIG_MAX_LISTEN     8
+
+enum listen_kind { LISTEN_ADDR, LISTEN_TUN, LISTEN_LAN };
+
+/* One [proxy] listen entry: an address, or the TUN's / the LAN interface's addresses. */
+struct listen_entry {
+    enum listen_kind kind;
+    int family;       /* LISTEN_ADDR: AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* LISTEN_ADDR */
+    uint16_t port;
+};
 
 enum routing_mode { ROUTING_NONE, ROUTING_GATEWAY, ROUTING_DEVICE };
 enum icmp_echo_mode { ICMP_ECHO_RELAY, ICMP_ECHO_DROP };
@@ -65,9 +76,22 @@ struct config {
         char ignore_hosts[CONFIG_PATH_MAX];     /* passed through untouched: see hostmatch.h */
     } tls;
     struct {
+        struct listen_entry listen[CONFIG_MAX_LISTEN]; /* explicit proxy listeners */
+        int nlisten;
+        char auth[256];  /* "user:password" for Basic proxy auth, "" for none */
+        int allow_local; /* the proxy may connect to the appliance itself and loopback */
+        struct uid_range http_ports[CONFIG_MAX_UID_RANGES]; /* transparent HTTP ports */
+        int nhttp_ports;
+        int detect;                /* look for HTTP/1.x requests on every port */
+        int max_header_bytes;      /* a request or response head above it gets 431 / 502 */
+        char onboarding_host[256]; /* HTTP requests for this host get the CA page */
+    } proxy;
+    struct {
         int level;                   /* enum log_level */
         char flows[CONFIG_PATH_MAX]; /* JSON Lines file of connection records; "" for none */
         int stats_interval;          /* seconds between stats lines; 0 for none */
+        int body_max;                /* body bytes kept in each http record; 0 for none */
+        int body_decode;             /* inflate gzip/deflate bodies before keeping them */
     } log;
 };
 

@@ -5,13 +5,15 @@
  * Every way out goes through conn_close(), which writes the record and hands the struct to the
  * worker's reaper, so callers up the stack may still look at it safely.
  *
- * Buffering: each direction holds at most RELAY_LIMIT bytes in the receiving side's output;
+ * Buffering: each direction holds at most CONN_BUFFER_LIMIT bytes in the receiving side's output;
  * above that the sending side stops reading, which closes lwIP's window (client) or the kernel
  * socket's window (upstream).
  */
 #include "conn.h"
 
 #include "flowlog.h"
+#include "http.h"
+#include "httpmsg.h"
 #include "hostmatch.h"
 #include "tls/intercept.h"
 #include "log.h"
@@ -30,34 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RELAY_LIMIT     (128 * 1024) /* bytes queued towards one side before the other pauses */
 #define UPSTREAM_IO_MAX (256 * 1024) /* bytes one socket read or write may move */
+#define LINGER_SECONDS  30           /* a closed client socket may take this long to drain */
 #define SNIFF_MAX       (CLIENTHELLO_MAX_MESSAGE + 64) /* bytes read looking for a ClientHello */
-
-struct conn {
-    struct worker *w;
-    struct conn *prev, *next; /* the worker's live list, or its dead list */
-    uint64_t id;
-    struct netstack_endpoint client;
-    struct netstack_endpoint server; /* the original destination */
-    struct netstack_syn *syn;        /* the client's SYN until its handshake completes */
-    int fd;                          /* upstream socket while connecting */
-    struct event *ev;                /* connect watch, then handshake deadline */
-    struct bufferevent *cbev;        /* client stream */
-    struct bufferevent *ubev;        /* upstream socket */
-    struct bufferevent *c_raw;       /* the netstack's stream (cbev may be a TLS filter over it) */
-    struct bufferevent *u_raw;       /* the upstream socket (ubev likewise) */
-    struct tls_info *tls;            /* the stream began with a ClientHello */
-    struct tls_session *handshake;   /* the TLS legs while they handshake */
-    uint64_t bytes_up, bytes_down;
-    struct timespec start; /* CLOCK_REALTIME, for the record */
-    struct timespec mono;  /* CLOCK_MONOTONIC, for durations */
-    unsigned c_eof : 1;    /* the client sent FIN */
-    unsigned u_eof : 1;    /* upstream sent FIN */
-    unsigned c_done : 1;   /* the client's FIN was passed upstream */
-    unsigned u_done : 1;   /* upstream's FIN was passed to the client */
-    unsigned closed : 1;
-};
 
 static void conn_list_remove(struct conn **head, struct conn *c)
 {
@@ -93,12 +70,49 @@ static void stream_reset(struct bufferevent *bev)
         bufferevent_trigger_event(partner, BEV_EVENT_ERROR, 0);
 }
 
+static void conn_linger_writecb(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_free(bev);
+}
+
+static void conn_linger_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    bufferevent_free(bev);
+}
+
 /*
- * The single way out. end says how the connection ended ("closed" is the only graceful one: any
- * other resets whatever side is still open); error adds detail. c stays readable until the
- * reaper runs.
+ * Frees a socket bufferevent once what is queued has gone out (or after LINGER_SECONDS), so
+ * that a graceful close never cuts the last bytes of a response.
  */
-static void conn_close(struct conn *c, const char *end, const char *error)
+static void conn_linger(struct bufferevent *bev)
+{
+    struct timeval tv = {LINGER_SECONDS, 0};
+
+    if (bufferevent_getfd(bev) < 0 || evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        bufferevent_free(bev);
+        return;
+    }
+    bufferevent_setcb(bev, NULL, conn_linger_writecb, conn_linger_eventcb, NULL);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_set_timeouts(bev, NULL, &tv);
+    bufferevent_disable(bev, EV_READ);
+    bufferevent_enable(bev, EV_WRITE);
+}
+
+double conn_ms_since(const struct timespec *since)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - since->tv_sec) * 1000 +
+           (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+void conn_close(struct conn *c, const char *end, const char *error)
 {
     struct worker *w = c->w;
     int graceful = strcmp(end, "closed") == 0;
@@ -118,15 +132,20 @@ static void conn_close(struct conn *c, const char *end, const char *error)
     if (c->handshake)
         tls_cancel(c->handshake);
     c->handshake = NULL;
+    if (c->http)
+        http_stop(c->http);
     if (c->cbev && c->cbev != c->c_raw)
         tls_filter_free(c->cbev);
     if (c->ubev && c->ubev != c->u_raw)
         tls_filter_free(c->ubev);
     c->cbev = c->ubev = NULL;
     if (c->c_raw) {
-        if (!graceful)
+        if (!graceful) {
             stream_reset(c->c_raw);
-        bufferevent_free(c->c_raw);
+            bufferevent_free(c->c_raw);
+        } else {
+            conn_linger(c->c_raw);
+        }
         c->c_raw = NULL;
     }
     if (c->u_raw) {
@@ -188,6 +207,7 @@ void conn_reap(struct worker *w)
     while (w->dead) {
         struct conn *c = w->dead;
         w->dead = c->next;
+        http_free(c->http);
         free(c->tls);
         free(c);
     }
@@ -207,9 +227,9 @@ static void conn_relay(struct bufferevent *from, struct bufferevent *to, uint64_
 
     *count += evbuffer_get_length(in);
     evbuffer_add_buffer(out, in);
-    if (evbuffer_get_length(out) >= RELAY_LIMIT) {
+    if (evbuffer_get_length(out) >= CONN_BUFFER_LIMIT) {
         bufferevent_disable(from, EV_READ);
-        bufferevent_setwatermark(to, EV_WRITE, RELAY_LIMIT / 2, 0);
+        bufferevent_setwatermark(to, EV_WRITE, CONN_BUFFER_LIMIT / 2, 0);
     }
 }
 
@@ -245,20 +265,47 @@ static void conn_finish_upstream(struct conn *c)
     conn_maybe_done(c);
 }
 
+/* FIN to the client once its raw output is out. Returns 1 when sent, 0 to call again. */
+static int conn_end_raw_client(struct conn *c)
+{
+    int fd = bufferevent_getfd(c->c_raw);
+
+    if (fd < 0) {
+        /* A pair flushes what is queued, then delivers EOF: the netstack sends FIN after it. */
+        bufferevent_flush(c->c_raw, EV_WRITE, BEV_FINISHED);
+        return 1;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->c_raw)) > 0) {
+        if (c->c_raw != c->cbev)
+            return 1; /* under TLS (no half-close): conn_close lingers until it is out */
+        bufferevent_setwatermark(c->c_raw, EV_WRITE, 0, 0);
+        return 0; /* the client write callback comes back */
+    }
+    shutdown(fd, SHUT_WR);
+    return 1;
+}
+
+int conn_end_client(struct conn *c)
+{
+    if (c->cbev != c->c_raw) {
+        if (evbuffer_get_length(bufferevent_get_output(c->cbev)) > 0) {
+            bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+            return 0;
+        }
+        if (!c->u_done)
+            tls_close_notify(c->cbev);
+        c->u_done = 1;
+    }
+    return conn_end_raw_client(c);
+}
+
 /* Passes upstream's FIN to the client once everything before it has been handed on. */
 static void conn_finish_client(struct conn *c)
 {
     if (c->u_done || !c->u_eof)
         return;
-    if (c->cbev != c->c_raw) {
-        if (evbuffer_get_length(bufferevent_get_output(c->cbev)) > 0) {
-            bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
-            return;
-        }
-        tls_close_notify(c->cbev);
-    }
-    /* A pair flushes what is queued, then delivers EOF: the netstack sends FIN after it. */
-    bufferevent_flush(c->c_raw, EV_WRITE, BEV_FINISHED);
+    if (!conn_end_client(c))
+        return;
     c->u_done = 1;
     conn_maybe_done(c);
 }
@@ -332,8 +379,15 @@ static void conn_upstream_eventcb(struct bufferevent *bev, short what, void *arg
 }
 
 /* Both sides known: relay, starting with whatever the client sent already. */
-static void conn_start_relay(struct conn *c)
+void conn_start_relay(struct conn *c)
 {
+    if (c->http)
+        http_stop(c->http);
+    if (c->ev)
+        event_free(c->ev);
+    c->ev = NULL;
+    bufferevent_setwatermark(c->cbev, EV_READ | EV_WRITE, 0, 0);
+    bufferevent_setwatermark(c->ubev, EV_READ | EV_WRITE, 0, 0);
     bufferevent_setcb(c->cbev, conn_client_readcb, conn_client_writecb, conn_client_eventcb, c);
     bufferevent_setcb(c->ubev, conn_upstream_readcb, conn_upstream_writecb, conn_upstream_eventcb,
                       c);
@@ -341,6 +395,18 @@ static void conn_start_relay(struct conn *c)
     bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
         conn_relay(c->cbev, c->ubev, &c->bytes_up);
+    if (!c->closed && evbuffer_get_length(bufferevent_get_input(c->ubev)) > 0)
+        conn_relay(c->ubev, c->cbev, &c->bytes_down);
+}
+
+/* The HTTP layer takes the stream; scheme is "https" for a decrypted one. */
+static void conn_start_http(struct conn *c, const char *scheme)
+{
+    if (c->ev)
+        event_free(c->ev);
+    c->ev = NULL;
+    if (http_start(c, scheme) < 0)
+        conn_close(c, "error", "out of memory");
 }
 
 /* The name a pin is kept under: the SNI, else the destination address. */
@@ -357,20 +423,29 @@ static void conn_tls_ready(void *arg, struct bufferevent *client, struct buffere
     struct conn *c = arg;
 
     c->handshake = NULL;
+    c->tls_ms = conn_ms_since(&c->tls_at);
     if (error) {
         char host[64];
         if (c->tls->refused_cert && c->w->cfg->tls.auto_passthrough)
             worker_pin_add(c->w, c->client.family, c->client.addr,
                            conn_tls_host(c, host, sizeof(host)));
         /* Whatever the TLS layer queued (an alert) goes out before the FIN. */
-        bufferevent_flush(c->c_raw, EV_WRITE, BEV_FINISHED);
+        conn_end_raw_client(c);
         conn_close(c, "tls_error", error);
         return;
     }
     c->cbev = client;
     c->ubev = upstream;
     log_debug("tcp #%" PRIu64 ": TLS intercepted (%s, %s)", c->id, c->tls->sni, c->tls->version);
-    conn_start_relay(c);
+    if (strcmp(c->tls->alpn, "h2") == 0) {
+        conn_start_relay(c); /* HTTP/2 stays a byte relay for now */
+        return;
+    }
+    if (strcmp(c->tls->alpn, "http/1.1") == 0 || strcmp(c->tls->alpn, "http/1.0") == 0) {
+        conn_start_http(c, "https");
+        return;
+    }
+    conn_classify(c); /* no ALPN: look at the plaintext */
 }
 
 /* While the TLS legs handshake, the client can only go away. */
@@ -394,39 +469,41 @@ static void conn_sniff_timeout(evutil_socket_t fd, short what, void *arg)
     conn_start_relay(c); /* a protocol where the server speaks first */
 }
 
-/* The first bytes on an intercepted port: a ClientHello is intercepted, anything else relayed. */
-static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
+static int conn_port_in(const struct uid_range *ranges, int n, uint16_t port)
 {
-    struct conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t len = evbuffer_get_length(in), look = len < SNIFF_MAX ? len : SNIFF_MAX;
-    enum clienthello_result r;
-    struct clienthello ch;
+    for (int i = 0; i < n; i++)
+        if (port >= ranges[i].first && port <= ranges[i].last)
+            return 1;
+    return 0;
+}
+
+static int conn_tls_port(const struct conn *c)
+{
+    const struct config *cfg = c->w->cfg;
+
+    return conn_port_in(cfg->tls.ports, cfg->tls.nports, c->server.port);
+}
+
+static int conn_http_port(const struct conn *c)
+{
+    const struct config *cfg = c->w->cfg;
+
+    return conn_port_in(cfg->proxy.http_ports, cfg->proxy.nhttp_ports, c->server.port);
+}
+
+/* Starts the TLS legs on a stream that began with ch. */
+static void conn_start_tls(struct conn *c, struct clienthello *ch)
+{
     char host[64];
     int ignored;
 
-    r = clienthello_parse(evbuffer_pullup(in, (ssize_t)look), look, &ch);
-    if (r == CLIENTHELLO_NEED_MORE && len >= SNIFF_MAX)
-        r = CLIENTHELLO_INVALID;
-    if (r == CLIENTHELLO_NEED_MORE)
-        return;
-    event_free(c->ev);
-    c->ev = NULL;
-    if (r == CLIENTHELLO_NOT_TLS) {
-        conn_start_relay(c);
-        return;
-    }
-    if (r == CLIENTHELLO_INVALID) {
-        conn_close(c, "error", "invalid TLS ClientHello");
-        return;
-    }
     c->tls = calloc(1, sizeof(*c->tls));
     if (!c->tls) {
         conn_close(c, "error", "out of memory");
         return;
     }
-    snprintf(c->tls->sni, sizeof(c->tls->sni), "%s", ch.sni);
-    ignored = hostmatch(c->w->cfg->tls.ignore_hosts, ch.sni, c->server.family, c->server.addr);
+    snprintf(c->tls->sni, sizeof(c->tls->sni), "%s", ch->sni);
+    ignored = hostmatch(c->w->cfg->tls.ignore_hosts, ch->sni, c->server.family, c->server.addr);
     if (ignored >= 0) {
         snprintf(c->tls->error, sizeof(c->tls->error), "[tls] ignore_hosts entry %d", ignored + 1);
         conn_start_relay(c);
@@ -439,13 +516,51 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
         conn_start_relay(c);
         return;
     }
-    bufferevent_setcb(bev, NULL, NULL, conn_handshake_eventcb, c);
-    c->handshake = tls_intercept(c->w->tls, c->c_raw, c->u_raw, &ch, c->tls, conn_tls_ready, c);
+    /* Without SNI, CONNECT's host name is the one to ask upstream for and to verify. */
+    if (!ch->sni[0] && c->connect_host[0] && !hostmatch_is_address(c->connect_host))
+        snprintf(ch->sni, sizeof(ch->sni), "%s", c->connect_host);
+    bufferevent_setcb(c->cbev, NULL, NULL, conn_handshake_eventcb, c);
+    clock_gettime(CLOCK_MONOTONIC, &c->tls_at);
+    c->handshake = tls_intercept(c->w->tls, c->c_raw, c->u_raw, ch, c->tls, conn_tls_ready, c);
     if (!c->handshake)
         conn_close(c, "error", "cannot start the TLS legs");
 }
 
-/* While sniffing, a server that speaks first is no TLS server: relay. */
+/* The first bytes the client sent decide: a ClientHello, an HTTP/1.x request, or anything. */
+static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in), look = len < SNIFF_MAX ? len : SNIFF_MAX;
+    const char *data = (const char *)evbuffer_pullup(in, (ssize_t)look);
+    enum clienthello_result r = CLIENTHELLO_NOT_TLS;
+    struct clienthello ch;
+    int http;
+
+    if (c->w->tls && !c->tls) /* not inside TLS already */
+        r = clienthello_parse((const uint8_t *)data, look, &ch);
+    if (r == CLIENTHELLO_NEED_MORE && len >= SNIFF_MAX)
+        r = CLIENTHELLO_INVALID;
+    http = r == CLIENTHELLO_NOT_TLS ? httpmsg_sniff(data, look) : 0;
+    if (r == CLIENTHELLO_NEED_MORE || http < 0)
+        return;
+    event_free(c->ev);
+    c->ev = NULL;
+    if (r == CLIENTHELLO_INVALID) {
+        conn_close(c, "error", "invalid TLS ClientHello");
+        return;
+    }
+    if (r == CLIENTHELLO_OK) {
+        conn_start_tls(c, &ch);
+        return;
+    }
+    if (http > 0 && (c->w->cfg->proxy.detect || conn_http_port(c) || c->kind == CONN_EXPLICIT))
+        conn_start_http(c, c->tls ? "https" : "http");
+    else
+        conn_start_relay(c);
+}
+
+/* While sniffing, a server that speaks first is no TLS or HTTP server: relay. */
 static void conn_sniff_upstream_readcb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
@@ -453,40 +568,48 @@ static void conn_sniff_upstream_readcb(struct bufferevent *bev, void *arg)
     event_free(c->ev);
     c->ev = NULL;
     conn_start_relay(c);
-    conn_upstream_readcb(bev, c);
+    if (!c->closed && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        conn_upstream_readcb(bev, c);
 }
 
-static int conn_tls_port(const struct conn *c)
+void conn_classify(struct conn *c)
 {
-    const struct config *cfg = c->w->cfg;
+    struct timeval sniff = {c->w->cfg->tcp.connect_timeout, 0};
 
-    for (int i = 0; i < cfg->tls.nports; i++)
-        if (c->server.port >= cfg->tls.ports[i].first && c->server.port <= cfg->tls.ports[i].last)
-            return 1;
-    return 0;
+    if (c->ev)
+        event_free(c->ev);
+    bufferevent_setcb(c->cbev, conn_sniff_readcb, NULL, conn_handshake_eventcb, c);
+    bufferevent_setcb(c->ubev, conn_sniff_upstream_readcb, NULL, conn_upstream_eventcb, c);
+    bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->ubev, EV_READ);
+    c->ev = evtimer_new(c->w->base, conn_sniff_timeout, c);
+    if (!c->ev || evtimer_add(c->ev, &sniff) < 0) {
+        conn_close(c, "error", "out of memory");
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+        conn_sniff_readcb(c->cbev, c);
 }
 
 void conn_accepted(void *ctx, struct bufferevent *bev)
 {
     struct conn *c = ctx;
-    struct timeval sniff = {c->w->cfg->tcp.connect_timeout, 0};
+    const struct config *cfg = c->w->cfg;
 
     c->syn = NULL;
     event_free(c->ev);
     c->ev = NULL;
     c->cbev = c->c_raw = bev;
     log_debug("tcp #%" PRIu64 ": client handshake done", c->id);
-    if (!c->w->tls || (!conn_tls_port(c) && !c->w->cfg->tls.detect)) {
-        conn_start_relay(c);
+    if (c->kind != CONN_TRANSPARENT) {
+        conn_start_http(c, "http");
         return;
     }
-    bufferevent_setcb(c->cbev, conn_sniff_readcb, NULL, conn_handshake_eventcb, c);
-    bufferevent_setcb(c->ubev, conn_sniff_upstream_readcb, NULL, conn_upstream_eventcb, c);
-    bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
-    bufferevent_enable(c->ubev, EV_READ);
-    c->ev = evtimer_new(c->w->base, conn_sniff_timeout, c);
-    if (!c->ev || evtimer_add(c->ev, &sniff) < 0)
-        conn_close(c, "error", "out of memory");
+    if ((c->w->tls && (conn_tls_port(c) || cfg->tls.detect)) || conn_http_port(c) ||
+        cfg->proxy.detect)
+        conn_classify(c);
+    else
+        conn_start_relay(c);
 }
 
 static void conn_handshake_timeout(evutil_socket_t fd, short what, void *arg)
@@ -496,6 +619,29 @@ static void conn_handshake_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_close(c, "handshake_timeout", "the client did not complete the TCP handshake");
+}
+
+int conn_set_upstream(struct conn *c, int fd)
+{
+    c->ubev = bufferevent_socket_new(c->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->ubev) {
+        close(fd);
+        return -1;
+    }
+    c->u_raw = c->ubev;
+    c->u_eof = 0;
+    bufferevent_set_max_single_read(c->ubev, UPSTREAM_IO_MAX);
+    bufferevent_set_max_single_write(c->ubev, UPSTREAM_IO_MAX);
+    return 0;
+}
+
+void conn_drop_upstream(struct conn *c)
+{
+    if (c->ubev && c->ubev != c->u_raw)
+        tls_filter_free(c->ubev);
+    if (c->u_raw)
+        bufferevent_free(c->u_raw);
+    c->ubev = c->u_raw = NULL;
 }
 
 /* The upstream connect finished (writable) or timed out. */
@@ -516,15 +662,12 @@ static void conn_connected(evutil_socket_t fd, short what, void *arg)
         conn_refuse(c, err);
         return;
     }
-    c->ubev = bufferevent_socket_new(c->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->ubev) {
+    c->connect_ms = conn_ms_since(&c->mono);
+    c->fd = -1; /* the bufferevent owns it now */
+    if (conn_set_upstream(c, fd) < 0) {
         conn_refuse(c, ENOMEM);
         return;
     }
-    c->fd = -1; /* the bufferevent owns it now */
-    c->u_raw = c->ubev;
-    bufferevent_set_max_single_read(c->ubev, UPSTREAM_IO_MAX);
-    bufferevent_set_max_single_write(c->ubev, UPSTREAM_IO_MAX);
     c->ev = evtimer_new(c->w->base, conn_handshake_timeout, c);
     if (!c->ev || evtimer_add(c->ev, &deadline) < 0) {
         conn_refuse(c, ENOMEM);
@@ -533,31 +676,71 @@ static void conn_connected(evutil_socket_t fd, short what, void *arg)
     netstack_syn_accept(c->syn, c);
 }
 
-void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoint *client,
-              const struct netstack_endpoint *server)
+static struct conn *conn_new(struct worker *w, enum conn_kind kind,
+                             const struct netstack_endpoint *client,
+                             const struct netstack_endpoint *server)
 {
-    struct worker *w = arg;
-    struct timeval timeout = {w->cfg->tcp.connect_timeout, 0};
-    struct sockaddr_storage ss;
-    socklen_t sslen;
     struct conn *c = calloc(1, sizeof(*c));
 
-    if (!c) {
-        netstack_syn_reject(syn, NETSTACK_REJECT_RST);
-        return;
-    }
+    if (!c)
+        return NULL;
     c->w = w;
     c->id = ++w->next_id;
+    c->kind = kind;
     c->client = *client;
     c->server = *server;
-    c->syn = syn;
     c->fd = -1;
+    c->connect_ms = c->tls_ms = -1;
     clock_gettime(CLOCK_REALTIME, &c->start);
     clock_gettime(CLOCK_MONOTONIC, &c->mono);
     conn_list_push(&w->conns, c);
     w->tcp_open++;
     w->tcp_total++;
+    return c;
+}
 
+/* What the appliance's own TUN address serves: the proxy port, and the CA page on 80. */
+static enum conn_kind conn_local_kind(const struct worker *w, const struct netstack_endpoint *ep)
+{
+    const struct config *cfg = w->cfg;
+    int own =
+        (ep->family == AF_INET && memcmp(ep->addr, &cfg->tun.addr, 4) == 0) ||
+        (ep->family == AF_INET6 && cfg->tun.prefix6 && memcmp(ep->addr, &cfg->tun.addr6, 16) == 0);
+
+    if (!own)
+        return CONN_TRANSPARENT;
+    if (ep->port == 80)
+        return CONN_ONBOARD;
+    for (int i = 0; i < cfg->proxy.nlisten; i++)
+        if (cfg->proxy.listen[i].kind == LISTEN_TUN && cfg->proxy.listen[i].port == ep->port)
+            return CONN_EXPLICIT;
+    return CONN_TRANSPARENT;
+}
+
+void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoint *client,
+              const struct netstack_endpoint *server)
+{
+    struct worker *w = arg;
+    struct timeval timeout = {w->cfg->tcp.connect_timeout, 0};
+    enum conn_kind kind = conn_local_kind(w, server);
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    struct conn *c = conn_new(w, kind, client, server);
+
+    if (!c) {
+        netstack_syn_reject(syn, NETSTACK_REJECT_RST);
+        return;
+    }
+    c->syn = syn;
+    if (kind != CONN_TRANSPARENT) { /* served here: no upstream yet */
+        c->ev = evtimer_new(w->base, conn_handshake_timeout, c);
+        if (!c->ev || evtimer_add(c->ev, &timeout) < 0) {
+            conn_refuse(c, ENOMEM);
+            return;
+        }
+        netstack_syn_accept(c->syn, c);
+        return;
+    }
     c->fd = upstream_socket(server->family, SOCK_STREAM, w->cfg->routing.mark);
     if (c->fd < 0) {
         conn_refuse(c, errno);
@@ -571,4 +754,24 @@ void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoin
     c->ev = event_new(w->base, c->fd, EV_WRITE, conn_connected, c);
     if (!c->ev || event_add(c->ev, &timeout) < 0)
         conn_refuse(c, ENOMEM);
+}
+
+void conn_explicit(struct worker *w, int fd, const struct netstack_endpoint *client,
+                   const struct netstack_endpoint *local, enum conn_kind kind)
+{
+    struct conn *c = conn_new(w, kind, client, local);
+
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->cbev = c->c_raw = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->cbev) {
+        close(fd);
+        conn_close(c, "error", "out of memory");
+        return;
+    }
+    bufferevent_set_max_single_read(c->cbev, UPSTREAM_IO_MAX);
+    bufferevent_set_max_single_write(c->cbev, UPSTREAM_IO_MAX);
+    conn_start_http(c, "http");
 }

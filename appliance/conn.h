@@ -1,20 +1,93 @@
 /*
- * The TCP connection pipeline: a client stream (from the netstack, or later the explicit proxy)
- * and an upstream socket on the host stack, relayed both ways with bounded buffers.
+ * The TCP connection pipeline: a client stream (from the netstack, or the explicit proxy's
+ * listening socket) and an upstream socket on the host stack. A stream is classified by its
+ * first bytes: a TLS ClientHello goes through the interceptor, an HTTP/1.x request through the
+ * HTTP layer (http.h), anything else is relayed both ways with bounded buffers.
  */
 #ifndef MITMTUN_CONN_H
 #define MITMTUN_CONN_H
 
 #include "netstack/netstack.h"
 
+#include <stdint.h>
+#include <time.h>
+
+/* Bytes queued towards one side before the other stops reading. */
+#define CONN_BUFFER_LIMIT (128 * 1024)
+
 struct bufferevent;
+struct http;
+struct tls_info;
+struct tls_session;
 struct worker;
+
+enum conn_kind {
+    CONN_TRANSPARENT, /* through the TUN, to its original destination */
+    CONN_EXPLICIT,    /* a client that set us as its proxy */
+    CONN_ONBOARD,     /* http://<TUN address>/: the CA page */
+};
+
+struct conn {
+    struct worker *w;
+    struct conn *prev, *next; /* the worker's live list, or its dead list */
+    uint64_t id;
+    enum conn_kind kind;
+    struct netstack_endpoint client;
+    struct netstack_endpoint server; /* the original destination, or where CONNECT went */
+    struct netstack_syn *syn;        /* the client's SYN until its handshake completes */
+    int fd;                          /* upstream socket while connecting */
+    struct event *ev;                /* connect watch, then handshake or sniff deadline */
+    struct bufferevent *cbev;        /* client stream */
+    struct bufferevent *ubev;        /* upstream socket, NULL while the HTTP layer has none */
+    struct bufferevent *c_raw;       /* the client's stream (cbev may be a TLS filter over it) */
+    struct bufferevent *u_raw;       /* the upstream socket (ubev likewise) */
+    struct tls_info *tls;            /* the stream began with a ClientHello */
+    struct tls_session *handshake;   /* the TLS legs while they handshake */
+    struct http *http;               /* the HTTP layer while it runs the stream */
+    char connect_host[256];          /* CONNECT's host: the upstream name without SNI */
+    uint64_t bytes_up, bytes_down;
+    struct timespec start;  /* CLOCK_REALTIME, for the record */
+    struct timespec mono;   /* CLOCK_MONOTONIC, for durations */
+    double connect_ms;      /* the upstream connect took; -1: none */
+    double tls_ms;          /* the TLS legs took; -1: no TLS */
+    struct timespec tls_at; /* CLOCK_MONOTONIC: interception began */
+    unsigned c_eof : 1;     /* the client sent FIN */
+    unsigned u_eof : 1;     /* upstream sent FIN */
+    unsigned c_done : 1;    /* the client's FIN was passed upstream */
+    unsigned u_done : 1;    /* upstream's FIN was passed to the client */
+    unsigned closed : 1;
+};
 
 /* netstack_handlers.tcp_syn: starts the upstream connect for a held SYN. arg is the worker. */
 void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoint *client,
               const struct netstack_endpoint *server);
 /* netstack_handlers.tcp_established: the client's handshake is done; start relaying. */
 void conn_accepted(void *ctx, struct bufferevent *bev);
+/* A client of a listening socket (explicit proxy, or the CA page): fd is accepted, now the
+ * connection's. */
+void conn_explicit(struct worker *w, int fd, const struct netstack_endpoint *client,
+                   const struct netstack_endpoint *local, enum conn_kind kind);
+
+/*
+ * The single way out: writes the record, frees both sides (end "closed" is graceful; any other
+ * resets what is still open) and hands c to the reaper: c stays readable until it runs.
+ */
+void conn_close(struct conn *c, const char *end, const char *error);
+/* Relays raw bytes both ways from now on (the HTTP layer, if any, is gone). */
+void conn_start_relay(struct conn *c);
+/* Classifies the stream by its first bytes (TLS, HTTP or other), as for a new one. */
+void conn_classify(struct conn *c);
+/* Makes fd (connected to peer) the upstream side. Returns 0 or -1 (fd closed). */
+int conn_set_upstream(struct conn *c, int fd);
+/* Drops the upstream side (it closed between HTTP exchanges). */
+void conn_drop_upstream(struct conn *c);
+/*
+ * Ends the client side once everything queued for it has gone out (close_notify, FIN).
+ * Returns 1 when done, 0 when still draining: call again from the client's write callback.
+ */
+int conn_end_client(struct conn *c);
+/* Milliseconds since *since (CLOCK_MONOTONIC). */
+double conn_ms_since(const struct timespec *since);
 
 /* Closes every connection of w with end "shutdown". */
 void conn_close_all(struct worker *w);

@@ -1,6 +1,9 @@
 #include "flowlog.h"
 
+#include "httpmsg.h"
 #include "log.h"
+
+#include <event2/buffer.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -149,4 +152,181 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
     }
     if (write(fl->fd, line, pos) != (ssize_t)pos)
         log_errno(LOG_WARN, "writing flow record #%" PRIu64, r->id);
+}
+
+/* Length of the valid UTF-8 sequence at p (of n bytes), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+
+    if (p[0] < 0x80)
+        return 1;
+    if ((p[0] & 0xe0) == 0xc0)
+        len = 2, cp = p[0] & 0x1f;
+    else if ((p[0] & 0xf0) == 0xe0)
+        len = 3, cp = p[0] & 0x0f;
+    else if ((p[0] & 0xf8) == 0xf0)
+        len = 4, cp = p[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+static int utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = utf8_seq((const unsigned char *)s + i, n - i)))
+            return 0;
+    return 1;
+}
+
+/* s (n bytes) as a JSON string; bytes that are not UTF-8 are read as Latin-1. */
+static void json_str(struct evbuffer *b, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    evbuffer_add(b, "\"", 1);
+    for (size_t i = 0, k; i < n; i += k) {
+        k = utf8_seq(p + i, n - i);
+        if (k > 1) {
+            evbuffer_add(b, p + i, k);
+        } else if (k == 0) {
+            evbuffer_add_printf(b, "\\u%04x", p[i]);
+            k = 1;
+        } else if (p[i] == '"' || p[i] == '\\') {
+            evbuffer_add_printf(b, "\\%c", p[i]);
+        } else if (p[i] < 0x20 || p[i] == 0x7f) {
+            evbuffer_add_printf(b, "\\u%04x", p[i]);
+        } else {
+            evbuffer_add(b, p + i, 1);
+        }
+    }
+    evbuffer_add(b, "\"", 1);
+}
+
+static void json_cstr(struct evbuffer *b, const char *s)
+{
+    json_str(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void json_headers(struct evbuffer *b, const char *key, const struct httpmsg *m)
+{
+    evbuffer_add_printf(b, ",\"%s\":[", key);
+    for (int i = 0; m && i < m->nheaders; i++) {
+        evbuffer_add(b, i ? ",[" : "[", i ? 2 : 1);
+        json_cstr(b, m->headers[i].name);
+        evbuffer_add(b, ",", 1);
+        json_cstr(b, m->headers[i].value);
+        evbuffer_add(b, "]", 1);
+    }
+    evbuffer_add(b, "]", 1);
+}
+
+static void json_body(struct evbuffer *b, const char *key, const char *body, size_t len)
+{
+    char chunk[4 * 1024 + 1];
+
+    if (!body)
+        return;
+    evbuffer_add_printf(b, ",\"%s\":", key);
+    if (utf8_valid(body, len)) {
+        json_str(b, body, len);
+        return;
+    }
+    evbuffer_add(b, "\"", 1);
+    for (size_t i = 0; i < len; i += 3 * 1024) {
+        size_t n = len - i < 3 * 1024 ? len - i : 3 * 1024;
+        evbuffer_add(b, chunk, httpmsg_base64(body + i, n, chunk, sizeof(chunk)));
+    }
+    evbuffer_add_printf(b, "\",\"%s_encoding\":\"base64\"", key);
+}
+
+static void json_ms(struct evbuffer *b, const char *key, double ms)
+{
+    if (ms < 0)
+        evbuffer_add_printf(b, "\"%s\":-1", key);
+    else
+        evbuffer_add_printf(b, "\"%s\":%.3f", key, ms);
+}
+
+void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
+{
+    const struct httpmsg *rq = r->request;
+    char client[64], server[64], ts[40], size[32];
+    struct evbuffer *b;
+    struct tm tm;
+
+    netstack_endpoint_str(r->client, client, sizeof(client));
+    netstack_endpoint_str(r->server, server, sizeof(server));
+    if (r->status)
+        log_info("%s %s %s << %d %s %s %.0f ms%s%s", client, rq->method, r->url, r->status,
+                 r->reason ? r->reason : "", human_bytes(r->response_bytes, size, sizeof(size)),
+                 r->total_ms, r->error ? " - " : "", r->error ? r->error : "");
+    else
+        log_info("%s %s %s << no response: %s", client, rq->method, r->url,
+                 r->error ? r->error : "closed");
+    if (!fl || fl->fd < 0 || !(b = evbuffer_new()))
+        return;
+
+    gmtime_r(&r->start.tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    evbuffer_add_printf(b, "{\"type\":\"http\",\"ts\":\"%s.%03ldZ\",\"id\":%" PRIu64, ts,
+                        r->start.tv_nsec / 1000000L, r->id);
+    evbuffer_add_printf(b, ",\"client\":\"%s\",\"server\":\"%s\",\"mode\":\"%s\",\"scheme\":\"%s\"",
+                        client, server, r->mode, r->scheme);
+    evbuffer_add_printf(b, ",\"method\":");
+    json_cstr(b, rq->method);
+    evbuffer_add_printf(b, ",\"url\":");
+    json_cstr(b, r->url);
+    evbuffer_add_printf(b, ",\"http_version\":\"HTTP/%d.%d\",\"status\":%d", rq->major, rq->minor,
+                        r->status);
+    evbuffer_add_printf(b, ",\"reason\":");
+    json_cstr(b, r->reason);
+    json_headers(b, "request_headers", rq);
+    json_headers(b, "response_headers", r->response);
+    evbuffer_add_printf(b, ",\"request_bytes\":%" PRIu64 ",\"response_bytes\":%" PRIu64,
+                        r->request_bytes, r->response_bytes);
+    json_body(b, "request_body", r->request_body, r->request_body_len);
+    json_body(b, "response_body", r->response_body, r->response_body_len);
+    if (r->tls) {
+        evbuffer_add_printf(b, ",\"tls\":{\"sni\":");
+        json_cstr(b, r->tls->sni);
+        evbuffer_add_printf(b, ",\"version\":");
+        json_cstr(b, r->tls->version);
+        evbuffer_add_printf(b, ",\"alpn\":");
+        json_cstr(b, r->tls->alpn);
+        evbuffer_add_printf(b, ",\"intercepted\":%s,\"upstream_resumed\":%s}",
+                            r->tls->intercepted ? "true" : "false",
+                            r->tls->upstream_resumed ? "true" : "false");
+    }
+    evbuffer_add_printf(b, ",\"timings\":{");
+    json_ms(b, "connect_ms", r->connect_ms);
+    evbuffer_add(b, ",", 1);
+    json_ms(b, "tls_ms", r->tls_ms);
+    evbuffer_add(b, ",", 1);
+    json_ms(b, "ttfb_ms", r->ttfb_ms);
+    evbuffer_add(b, ",", 1);
+    json_ms(b, "total_ms", r->total_ms);
+    evbuffer_add(b, "}", 1);
+    if (r->error) {
+        evbuffer_add_printf(b, ",\"error\":");
+        json_cstr(b, r->error);
+    }
+    evbuffer_add(b, "}\n", 2);
+    /* One write(): with O_APPEND the record lands whole. */
+    size_t len = evbuffer_get_length(b);
+    if (write(fl->fd, evbuffer_pullup(b, -1), len) != (ssize_t)len)
+        log_errno(LOG_WARN, "writing flow record #%" PRIu64, r->id);
+    evbuffer_free(b);
 }

@@ -27,11 +27,36 @@ struct flow_record {
     const struct tls_info *tls;             /* a stream that began with a ClientHello */
 };
 
+struct httpmsg;
+
+/* One HTTP exchange. Timings are milliseconds, -1 where they do not apply. */
+struct http_record {
+    uint64_t id;                            /* the connection's id */
+    const struct netstack_endpoint *client; /* as seen by the appliance */
+    const struct netstack_endpoint *server; /* the original destination, or the upstream */
+    struct timespec start;                  /* CLOCK_REALTIME: the request began */
+    const char *mode;                       /* "transparent" or "explicit" */
+    const char *scheme;                     /* "http" or "https" */
+    const char *url;
+    const struct httpmsg *request;          /* method, version, headers */
+    const struct httpmsg *response;         /* NULL: none came (error) */
+    int status;                             /* the status sent to the client, 0 for none */
+    const char *reason;                     /* its reason phrase */
+    uint64_t request_bytes, response_bytes; /* bodies as sent */
+    const struct tls_info *tls;
+    double connect_ms, tls_ms, ttfb_ms, total_ms;
+    const char *error;
+    const char *request_body, *response_body; /* [log] body_max captures, or NULL */
+    size_t request_body_len, response_body_len;
+};
+
 /* Opens path for appending (NULL or "" for console only). Returns NULL with err filled. */
 struct flowlog *flowlog_open(const char *path, char *err, size_t errlen);
 void flowlog_close(struct flowlog *fl);
 
 void flowlog_write(struct flowlog *fl, const struct flow_record *r);
+/* One "http" record; the console line reads like mitmdump's. */
+void flowlog_write_http(struct flowlog *fl, const struct http_record *r);
 
 /* Appends s to buf (at *pos, size cap) as a JSON string with quotes; never overruns. */
 void flowlog_json_string(char *buf, size_t cap, size_t *pos, const char *s);

@@ -88,3 +88,10 @@ int hostmatch(const char *list, const char *name, int family, const uint8_t *add
     }
     return -1;
 }
+
+int hostmatch_is_address(const char *s)
+{
+    uint8_t buf[16];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}

@@ -18,4 +18,7 @@ int hostmatch_check(const char *list, char *err, size_t errlen);
  */
 int hostmatch(const char *list, const char *name, int family, const uint8_t *addr);
 
+/* Whether s is an IPv4 or IPv6 address literal (not a name). */
+int hostmatch_is_address(const char *s);
+
 #endif

@@ -1,7 +1,9 @@
 /* mitmtun: the program. Arguments, configuration, privileges, lifecycle. */
 #include "config.h"
 #include "flowlog.h"
+#include "har.h"
 #include "log.h"
+#include "onboard.h"
 #include "routing.h"
 #include "worker.h"
 #include "netstack/tun.h"
@@ -28,6 +30,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: mitmtun -c FILE [--set section.key=value]... [--check]\n"
             "       mitmtun -c FILE ca export DIR\n"
+            "       mitmtun har FLOWS.jsonl > flows.har\n"
             "\n"
             "Transparent TLS/HTTP interception appliance: terminates the TCP connections routed\n"
             "into a TUN device and relays them over the host's network stack.\n"
@@ -39,6 +42,7 @@ static void usage(FILE *out)
             "  -V, --version       the version\n"
             "  ca export DIR       write the CA certificate into DIR in every form device\n"
             "                      installers take (PEM, DER, PKCS#12, Android), with a how-to\n"
+            "  har FLOWS.jsonl     the HTTP records of a flows file as HAR 1.2 on stdout\n"
             "\n"
             "Signals: SIGINT/SIGTERM stop cleanly, SIGUSR1 logs a stats line.\n"
             "Exit status: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage.\n");
@@ -136,6 +140,7 @@ static int run(const struct config *cfg)
     struct routing routing = {0};
     struct worker w;
     struct tls_engine *tls = NULL;
+    struct onboard *onboard = NULL;
     struct ca *ca;
     char err[512];
     int tun_fd, rc = 1;
@@ -154,13 +159,18 @@ static int run(const struct config *cfg)
         log_error("%s: %s", cfg->path, err);
         goto out;
     }
+    onboard = onboard_new(ca);
+    if (!onboard) {
+        log_error("cannot prepare the CA page (out of memory)");
+        goto out;
+    }
     flows = flowlog_open(cfg->log.flows, err, sizeof(err));
     if (!flows) {
         log_error("%s: %s", cfg->path, err);
         goto out;
     }
     base = event_base_new();
-    if (!base || worker_init(&w, base, cfg, tun_fd, flows, tls) < 0)
+    if (!base || worker_init(&w, base, cfg, tun_fd, flows, tls, onboard) < 0)
         goto out;
     if (routing_setup(&routing, cfg) < 0) {
         worker_cleanup(&w);
@@ -190,6 +200,7 @@ out:
         event_base_free(base);
     flowlog_close(flows);
     tls_engine_free(tls);
+    onboard_free(onboard);
     close(tun_fd);
     ca_free(ca);
     return rc;
@@ -234,6 +245,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (!path && optind + 2 == argc && strcmp(argv[optind], "har") == 0)
+        return har_convert(argv[optind + 1], stdout) == 0 ? 0 : 1;
     int export = optind + 3 == argc && strcmp(argv[optind], "ca") == 0 &&
                  strcmp(argv[optind + 1], "export") == 0;
     if (!path || (optind != argc && !export)) {

@@ -3,9 +3,11 @@
 #include "conn.h"
 #include "echorelay.h"
 #include "log.h"
+#include "proxy.h"
 #include "netstack/netstack.h"
 #include "udprelay.h"
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -13,6 +15,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+/* evdns speaks through our log. */
+static void worker_dns_log(int is_warn, const char *msg)
+{
+    if (is_warn)
+        log_warn("dns: %s", msg);
+    else
+        log_debug("dns: %s", msg);
+}
 
 static void worker_reap(evutil_socket_t fd, short what, void *arg)
 {
@@ -105,8 +116,9 @@ void worker_log_stats(struct worker *w)
 }
 
 int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
-                struct flowlog *flows, struct tls_engine *tls)
+                struct flowlog *flows, struct tls_engine *tls, struct onboard *onboard)
 {
+    char err[512];
     struct netstack_handlers h = {
         .arg = w,
         .tcp_syn = conn_syn,
@@ -120,6 +132,7 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     w->cfg = cfg;
     w->flows = flows;
     w->tls = tls;
+    w->onboard = onboard;
     w->reaper = event_new(base, -1, 0, worker_reap, w);
     w->udp = udprelay_new(w);
     if (!w->reaper || !w->udp)
@@ -128,6 +141,23 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     w->ns = netstack_new(base, tun_fd, cfg->tun.mtu, &h);
     if (!w->ns)
         goto fail;
+    /* /etc/resolv.conf and /etc/hosts; without them names fail with a clear 502. */
+    evdns_set_log_fn(worker_dns_log);
+    w->dns =
+        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!w->dns) {
+        log_warn("explicit proxy: no DNS resolver from /etc/resolv.conf; only addresses and "
+                 "/etc/hosts names will work");
+        w->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (w->dns)
+            evdns_base_load_hosts(w->dns, NULL);
+    }
+    w->proxy = proxy_new(w, err, sizeof(err));
+    if (!w->proxy) {
+        log_error("%s: %s", cfg->path, err);
+        worker_cleanup(w);
+        return -1;
+    }
     if (cfg->log.stats_interval > 0) {
         struct timeval tv = {cfg->log.stats_interval, 0};
         w->stats_ev = event_new(base, -1, EV_PERSIST, worker_stats_tick, w);
@@ -144,8 +174,12 @@ fail:
 
 void worker_cleanup(struct worker *w)
 {
+    proxy_free(w->proxy);
+    w->proxy = NULL;
     conn_close_all(w);
     conn_reap(w);
+    if (w->dns)
+        evdns_base_free(w->dns, 1);
     udprelay_free(w->udp);
     echorelay_free(w->echo);
     if (w->ns)

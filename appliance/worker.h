@@ -17,6 +17,9 @@ struct netstack;
 struct udprelay;
 struct echorelay;
 struct tls_engine;
+struct evdns_base;
+struct onboard;
+struct proxy;
 
 #define WORKER_PINS 256
 
@@ -35,9 +38,12 @@ struct worker {
     struct flowlog *flows;
     struct udprelay *udp;
     struct echorelay *echo;
-    struct tls_engine *tls; /* intercepts [tls] ports; not owned */
-    struct conn *conns;     /* live TCP connections */
-    struct conn *dead;      /* closed, freed by the reaper outside any callback */
+    struct tls_engine *tls;  /* intercepts [tls] ports; not owned */
+    struct onboard *onboard; /* the CA page; not owned */
+    struct evdns_base *dns;  /* resolves names for the explicit proxy */
+    struct proxy *proxy;     /* the explicit proxy's listening sockets */
+    struct conn *conns;      /* live TCP connections */
+    struct conn *dead;       /* closed, freed by the reaper outside any callback */
     struct event *reaper;
     struct event *stats_ev;
     uint64_t next_id;  /* connection ids, for log lines and records */
@@ -51,7 +57,7 @@ struct worker {
 
 /* Starts a worker on tun_fd. Returns 0 or -1 (logged). */
 int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
-                struct flowlog *flows, struct tls_engine *tls);
+                struct flowlog *flows, struct tls_engine *tls, struct onboard *onboard);
 /* Closes every flow (recording each) and frees the worker's resources. */
 void worker_cleanup(struct worker *w);
 /* [tls] auto_passthrough: remember, or look up, a client that refused our certificate. */

@@ -326,6 +326,32 @@ int ca_export(const struct ca *ca, const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+int ca_blob(const struct ca *ca, enum ca_form form, char **data, size_t *len, char *name,
+            size_t namelen)
+{
+    static int (*const writers[])(BIO *, const void *) = {pem_cert, der_cert, p12_cert, pem_cert};
+    static const char *const names[] = {"mitmtun-ca.pem", "mitmtun-ca.cer", "mitmtun-ca.p12"};
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *mem;
+    long n;
+
+    *data = NULL;
+    if (!bio || !writers[form](bio, ca->cert) || (n = BIO_get_mem_data(bio, &mem)) <= 0 ||
+        !(*data = malloc((size_t)n))) {
+        BIO_free(bio);
+        ERR_clear_error();
+        return -1;
+    }
+    memcpy(*data, mem, (size_t)n);
+    *len = (size_t)n;
+    BIO_free(bio);
+    if (form == CA_FORM_ANDROID)
+        snprintf(name, namelen, "%08lx.0", X509_subject_name_hash_old(ca->cert));
+    else
+        snprintf(name, namelen, "%s", names[form]);
+    return 0;
+}
+
 EVP_PKEY *ca_key(const struct ca *ca)
 {
     return ca->key;

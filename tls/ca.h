@@ -29,6 +29,18 @@ const char *ca_fingerprint(const struct ca *ca, char *buf, size_t len);
  */
 int ca_export(const struct ca *ca, const char *dir, char *err, size_t errlen);
 
+enum ca_form {
+    CA_FORM_PEM,     /* mitmtun-ca.pem */
+    CA_FORM_DER,     /* mitmtun-ca.cer */
+    CA_FORM_P12,     /* mitmtun-ca.p12, certificate only */
+    CA_FORM_ANDROID, /* <subject_hash_old>.0, PEM */
+};
+
+/* The CA certificate in one form, in memory (malloc'd *data, the caller's) with the file name
+ * it goes by. Returns 0 or -1. */
+int ca_blob(const struct ca *ca, enum ca_form form, char **data, size_t *len, char *name,
+            size_t namelen);
+
 /* For tls/ only: the CA's parsed key and certificate (OpenSSL's EVP_PKEY and X509). */
 struct evp_pkey_st;
 struct x509_st;

@@ -40,6 +40,7 @@ e2e_cleanup() {
     done
     for ns in $NS_C $NS_A $NS_S; do
         ip netns del "$ns" 2>/dev/null
+        rm -rf "/etc/netns/$ns"
     done
     rm -rf "$WORK"
 }
@@ -228,9 +229,94 @@ CONF
     echo "nginx did not start"; cat "$WORK/nginx/error.log"; exit 1
 }
 
-# The last flow record matching a jq-free filter: python reads the JSON Lines file.
+# The last connection record (tcp/udp) matching a jq-free filter: python reads the JSON Lines file.
 e2e_record() { # python-expression-over-r
     $TOOLS record "$FLOWS" "$1"
+}
+# The last "http" record matching the filter.
+e2e_http_record() { # python-expression-over-r
+    $TOOLS http-record "$FLOWS" "$1"
+}
+
+# An upstream test CA ($WORK/pki/uca.crt) and leaves signed by it, for TLS servers.
+e2e_upstream_ca() {
+    mkdir -p "$WORK/pki"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=upstream test CA" -keyout "$WORK/pki/uca.key" -out "$WORK/pki/uca.crt" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+}
+e2e_leaf() { # name subject san [self]: $WORK/pki/name.{key,crt}
+    local P=$WORK/pki
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$2" \
+        -keyout "$P/$1.key" -out "$P/$1.csr" 2>/dev/null
+    if [ "${4:-}" = self ]; then
+        openssl x509 -req -in "$P/$1.csr" -signkey "$P/$1.key" -days 30 -out "$P/$1.crt" \
+            -extfile <(printf 'subjectAltName=%s\n' "$3") 2>/dev/null
+    else
+        openssl x509 -req -in "$P/$1.csr" -CA "$P/uca.crt" -CAkey "$P/uca.key" -CAcreateserial \
+            -days 30 -out "$P/$1.crt" -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$3") 2>/dev/null
+    fi
+}
+
+# The servers of the HTTP tests, all in the server namespace:
+#   nginx: 80/8080 plain, 443 TLS (a.test.example, b.test.example; IP 10.99.2.2 by default);
+#     $WORK/www has index.html ("hello from nginx") and pipe/0..9.txt
+#   tools.py http-echo-server on 8000; a server that closes without answering on 8001;
+#   a server that speaks first ("220 ...") on 2525; nothing on 81;
+#   dnsmasq: *.test.example -> 10.99.2.2, *.invalid does not exist; the appliance
+#   namespace resolves through it (/etc/netns/<ns>/resolv.conf).
+e2e_http_servers() {
+    local P=$WORK/pki
+    e2e_upstream_ca
+    e2e_leaf a "/CN=a.test.example" "DNS:a.test.example,DNS:alt-a.test.example"
+    e2e_leaf b "/CN=b.test.example" "DNS:b.test.example"
+    e2e_leaf default "/CN=default.test.example" "IP:10.99.2.2"
+    mkdir -p "$WORK/www/pipe" "$WORK/nginx/extra"
+    echo "hello from nginx" >"$WORK/www/index.html"
+    for i in $(seq 0 9); do echo "$i" >"$WORK/www/pipe/$i.txt"; done
+    cat >"$WORK/nginx/extra/tls.conf" <<CONF
+server { listen 443 ssl http2 default_server; listen [::]:443 ssl http2 default_server; ssl_certificate $P/default.crt; ssl_certificate_key $P/default.key; root $WORK/www; }
+server { listen 443 ssl http2; listen [::]:443 ssl http2; server_name a.test.example; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key; root $WORK/www; }
+server { listen 443 ssl http2; listen [::]:443 ssl http2; server_name b.test.example; ssl_certificate $P/b.crt; ssl_certificate_key $P/b.key; root $WORK/www; }
+CONF
+    e2e_start_nginx
+    ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" http-echo-server 8000 &
+    PIDS+=($!)
+    ip netns exec "$NS_S" python3 -c "
+import socket
+s = socket.create_server(('0.0.0.0', 8001))
+while True:
+    c, _ = s.accept()
+    try:
+        c.recv(65536)
+    except OSError:
+        pass
+    c.close()" &
+    PIDS+=($!)
+    ip netns exec "$NS_S" python3 -c "
+import socket
+s = socket.create_server(('0.0.0.0', 2525))
+while True:
+    c, _ = s.accept()
+    try:
+        c.sendall(b'220 mitmtun-test ready\r\n')
+        c.recv(100)
+    except OSError:
+        pass
+    c.close()" &
+    PIDS+=($!)
+    ip netns exec "$NS_S" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
+        --listen-address=10.99.2.2 --port=53 --address=/test.example/10.99.2.2 \
+        --address=/invalid/ --pid-file="$WORK/dnsmasq.pid" --user=root >"$WORK/dnsmasq.log" 2>&1 &
+    PIDS+=($!)
+    mkdir -p "/etc/netns/$NS_A"
+    echo "nameserver 10.99.2.2" >"/etc/netns/$NS_A/resolv.conf"
+    for port in 8000 8001 2525; do
+        for _ in $(seq 50); do
+            in_s bash -c "exec 3<>/dev/tcp/10.99.2.2/$port" 2>/dev/null && break
+            sleep 0.1
+        done
+    done
 }
 
 e2e_pass() {

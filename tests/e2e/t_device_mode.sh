@@ -17,7 +17,7 @@ fetch() { # url [setpriv args]
 records_to() { # count of TCP records to server
     python3 -c "
 import json, sys
-n = sum(1 for l in open('$FLOWS') if json.loads(l)['server'] == sys.argv[1])
+n = sum(1 for l in open('$FLOWS') if json.loads(l)['server'] == sys.argv[1] and json.loads(l)['type'] == 'tcp')
 print(n)" "$1"
 }
 exactly_one_record() {
@@ -43,14 +43,14 @@ check "upstream sockets do not loop: one record per connection" exactly_one_reco
 check "three rules while running" rule_count_is 3
 e2e_stop_appliance
 check "rules removed at exit" rule_count_is 0
-check "direct again after exit (no record)" bash -c "$(declare -f fetch in_a); NS_A=$NS_A want=$want fetch http://10.98.3.2/file.bin && [ \$(python3 -c \"import json;print(sum(1 for l in open('$FLOWS') if json.loads(l)['server']=='10.98.3.2:80'))\") = 1 ]"
+check "direct again after exit (no record)" bash -c "$(declare -f fetch in_a); NS_A=$NS_A want=$want fetch http://10.98.3.2/file.bin && [ \$(python3 -c \"import json;print(sum(1 for l in open('$FLOWS') if json.loads(l)['server']=='10.98.3.2:80' and json.loads(l)['type']=='tcp'))\") = 1 ]"
 
 # [routing] uids: only that user's traffic goes through the appliance.
 e2e_start_device --set routing.uids=12345
 check "uids: root's traffic stays direct" fetch http://10.98.3.2/file.bin
 check "uids: no record for root's connection" exactly_one_record 10.98.3.2:80
 check "uids: user 12345 goes through the TUN" fetch http://10.98.3.2/file.bin setpriv --reuid=12345 --regid=12345 --clear-groups
-check "uids: user 12345 recorded" bash -c "[ \$(python3 -c \"import json;print(sum(1 for l in open('$FLOWS') if json.loads(l)['server']=='10.98.3.2:80'))\") = 2 ]"
+check "uids: user 12345 recorded" bash -c "[ \$(python3 -c \"import json;print(sum(1 for l in open('$FLOWS') if json.loads(l)['server']=='10.98.3.2:80' and json.loads(l)['type']=='tcp'))\") = 2 ]"
 
 # A crash leaves rules behind; the next start removes them first.
 kill -9 "$APP_PID"

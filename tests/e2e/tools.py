@@ -8,8 +8,9 @@ import sys
 import time
 
 
-def record(path, expr, timeout=5.0):
-    """Prints the last flow record r for which expr holds; fails if none appears in time."""
+def record(path, expr, timeout=5.0, http=False):
+    """Prints the last connection record r (tcp or udp) for which expr holds; fails if none
+    appears in time."""
     deadline = time.time() + timeout
     while True:
         found = None
@@ -17,7 +18,7 @@ def record(path, expr, timeout=5.0):
             with open(path) as f:
                 for line in f:
                     r = json.loads(line)
-                    if eval(expr, {}, {"r": r}):
+                    if (r["type"] == "http") == http and eval("(" + expr + ")", {}, {"r": r}):
                         found = r
         except FileNotFoundError:
             pass
@@ -28,6 +29,11 @@ def record(path, expr, timeout=5.0):
             print(f"no record with {expr} in {path}")
             return 1
         time.sleep(0.1)
+
+
+def http_record(path, expr):
+    """Prints the last "http" record r for which expr holds; fails if none appears in time."""
+    return record(path, expr, http=True)
 
 
 def connect(host, port, expect, max_seconds):
@@ -216,6 +222,204 @@ def tls_rate(host, port, seconds, procs, cafile, names):
         print(f"{failed} connections failed", file=sys.stderr)
     print("%.0f" % (done / seconds))
     return 0
+
+
+def _read_body(rfile, headers):
+    """The request body, de-chunked (Content-Length or chunked)."""
+    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int(rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return body
+            body += rfile.read(size)
+            rfile.readline()
+    return rfile.read(int(headers.get("Content-Length", 0)))
+
+
+def http_echo_server(port):
+    """HTTP/1.1 test server: POST/PUT answer {"len","sha256"} of the body (100-continue
+    honoured); GET /close answers close-delimited; GET /ws switches to a raw echo after 101."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _send(self, code, body, ctype="application/json"):
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            body = _read_body(self.rfile, self.headers)
+            seen = {"len": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+                    "expect": self.headers.get("Expect", ""),
+                    "proxy_headers": [k for k in self.headers if k.lower().startswith("proxy-")]}
+            self._send(200, json.dumps(seen).encode())
+
+        do_PUT = do_POST
+
+        def do_GET(self):
+            if self.path == "/close":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(b"until the end\n" * 1000)
+                self.close_connection = True
+            elif self.path == "/ws":
+                self.send_response(101)
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.end_headers()
+                self.wfile.flush()
+                self.connection.settimeout(10)
+                while True:
+                    data = self.connection.recv(65536)
+                    if not data:
+                        break
+                    self.connection.sendall(data)
+                self.close_connection = True
+            else:
+                seen = {"path": self.path, "headers": list(self.headers.items())}
+                self._send(200, json.dumps(seen).encode())
+
+    srv = http.server.ThreadingHTTPServer(("", int(port)), Handler)
+    srv.daemon_threads = True
+    srv.serve_forever()
+
+
+def _connect(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family)
+    s.settimeout(10)
+    s.connect((host, int(port)))
+    return s
+
+
+def _read_head(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), rest
+
+
+def ws(host, port, target, proxy=""):
+    """Asks host:port (or the explicit proxy "h:p", absolute-form) to upgrade target to a
+    WebSocket, then checks that 3 messages come back byte-exact."""
+    h, p = (proxy.rsplit(":", 1) if proxy else (host, port))
+    s = _connect(h, p)
+    url = f"http://{host}:{port}{target}" if proxy else target
+    s.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head, rest = _read_head(s)
+    print(head.splitlines()[0] if head else "no response")
+    if not head.startswith("HTTP/1.1 101"):
+        return 1
+    for i in range(3):
+        msg = (f"message {i} " * (1 + 1000 * i)).encode()
+        s.sendall(msg)
+        got = rest
+        rest = b""
+        while len(got) < len(msg):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        if got != msg:
+            print(f"message {i}: sent {len(msg)} bytes, got {len(got)} back")
+            return 1
+    print("3 messages echoed")
+    return 0
+
+
+def raw(host, port, request):
+    """Sends request (a Python string literal) and prints the response's status line and body."""
+    import ast
+    s = _connect(host, port)
+    s.sendall(ast.literal_eval(request).encode("latin-1"))
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    print(head.decode("latin-1"))
+    print(body.decode("latin-1"))
+    return 0
+
+
+def pipeline(host, port, n, proxy=""):
+    """Sends n GETs for /pipe/<i>.txt in one write; checks the n responses come in order."""
+    h, p = (proxy.rsplit(":", 1) if proxy else (host, port))
+    s = _connect(h, p)
+    prefix = f"http://{host}:{port}" if proxy else ""
+    reqs = "".join(f"GET {prefix}/pipe/{i}.txt HTTP/1.1\r\nHost: {host}\r\n\r\n"
+                   for i in range(int(n)))
+    s.sendall(reqs.encode())
+    buf = b""
+    for i in range(int(n)):
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                print(f"connection closed after {i} responses")
+                return 1
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        length = int([l.split(b":")[1] for l in head.split(b"\r\n")
+                      if l.lower().startswith(b"content-length:")][0])
+        while len(buf) < length:
+            buf += s.recv(65536)
+        body, buf = buf[:length], buf[length:]
+        if body != f"{i}\n".encode():
+            print(f"response {i}: {body!r}")
+            return 1
+    print(f"{n} pipelined responses in order")
+    return 0
+
+
+def connect_tunnel(proxy, target, expect):
+    """CONNECT target through proxy "h:p"; after 200, expects the bytes expect from the server."""
+    h, p = proxy.rsplit(":", 1)
+    s = _connect(h, p)
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head, rest = _read_head(s)
+    print(head.splitlines()[0] if head else "no response")
+    if not head.startswith("HTTP/1.1 200"):
+        return 1
+    while len(rest) < len(expect):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        rest += chunk
+    print(rest)
+    return 0 if rest.startswith(expect.encode()) else 1
+
+
+def urllib_get(proxy, url):
+    """python3 urllib through the explicit proxy: prints the status and body length."""
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+    with opener.open(url, timeout=10) as resp:
+        body = resp.read()
+    print(resp.status, len(body))
+    return 0 if resp.status == 200 else 1
 
 
 if __name__ == "__main__":

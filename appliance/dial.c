@@ -1,0 +1,239 @@
+#include "dial.h"
+
+#include "log.h"
+#include "upstream.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define DIAL_MAX_ADDRS 8 /* addresses of one name tried in turn */
+
+struct dial {
+    struct worker *w;
+    char host[256];
+    uint16_t port;
+    int allow_local;
+    dial_cb cb;
+    void *arg;
+    struct evdns_getaddrinfo_request *dns; /* while resolving */
+    struct event *ev;                      /* connect watch, or the deferred callback */
+    int fd;
+    struct netstack_endpoint addrs[DIAL_MAX_ADDRS];
+    int naddrs, next;
+    enum dial_error why;
+    char message[512];
+};
+
+int dial_is_local(int family, const uint8_t *addr)
+{
+    static const uint8_t zero[16];
+    struct ifaddrs *ifa, *i;
+    int local = 0;
+
+    if (family == AF_INET && (addr[0] == 127 || memcmp(addr, zero, 4) == 0))
+        return 1;
+    if (family == AF_INET6 &&
+        (IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)addr) || memcmp(addr, zero, 16) == 0))
+        return 1;
+    if (getifaddrs(&ifa) < 0)
+        return 0;
+    for (i = ifa; i && !local; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != family)
+            continue;
+        if (family == AF_INET)
+            local = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, addr, 4) == 0;
+        else
+            local = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, addr, 16) == 0;
+    }
+    freeifaddrs(ifa);
+    return local;
+}
+
+static void dial_free(struct dial *d)
+{
+    if (d->dns)
+        evdns_getaddrinfo_cancel(d->dns); /* runs the callback with EVUTIL_EAI_CANCEL */
+    if (d->ev)
+        event_free(d->ev);
+    if (d->fd >= 0)
+        close(d->fd);
+    free(d);
+}
+
+void dial_cancel(struct dial *d)
+{
+    if (d)
+        dial_free(d);
+}
+
+/* Reports the outcome and frees d. */
+static void dial_finish(struct dial *d)
+{
+    struct netstack_endpoint peer = {0};
+    int fd = d->fd;
+
+    if (d->why == DIAL_OK)
+        peer = d->addrs[d->next - 1];
+    d->fd = -1;
+    d->cb(d->arg, d->why == DIAL_OK ? fd : -1, &peer, d->why, d->message);
+    if (d->why != DIAL_OK && fd >= 0)
+        close(fd);
+    dial_free(d);
+}
+
+static void dial_deferred(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    dial_finish(arg);
+}
+
+/* Reports from the event loop, so that no callback runs inside dial_start. */
+static void dial_fail_later(struct dial *d, enum dial_error why)
+{
+    d->why = why;
+    if (d->ev)
+        event_free(d->ev);
+    d->ev = event_new(d->w->base, -1, 0, dial_deferred, d);
+    if (!d->ev) {
+        dial_finish(d); /* out of memory: better now than never */
+        return;
+    }
+    event_active(d->ev, EV_TIMEOUT, 0);
+}
+
+static void dial_next(struct dial *d);
+
+static void dial_connected(evutil_socket_t fd, short what, void *arg)
+{
+    struct dial *d = arg;
+    char addr[64];
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    event_free(d->ev);
+    d->ev = NULL;
+    if (what & EV_TIMEOUT)
+        err = ETIMEDOUT;
+    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (!err) {
+        d->why = DIAL_OK;
+        dial_finish(d);
+        return;
+    }
+    close(d->fd);
+    d->fd = -1;
+    netstack_endpoint_str(&d->addrs[d->next - 1], addr, sizeof(addr));
+    d->why = err == ETIMEDOUT ? DIAL_TIMEOUT : DIAL_REFUSED;
+    snprintf(d->message, sizeof(d->message), "connecting to %s (%s): %s", addr, d->host,
+             err == ETIMEDOUT ? "no answer (timed out)" : strerror(err));
+    dial_next(d);
+}
+
+/* Tries the next address; when none is left, reports the last failure. */
+static void dial_next(struct dial *d)
+{
+    const struct config *cfg = d->w->cfg;
+    struct timeval timeout = {cfg->tcp.connect_timeout, 0};
+    struct sockaddr_storage ss;
+    char addr[64];
+
+    while (d->next < d->naddrs) {
+        const struct netstack_endpoint *ep = &d->addrs[d->next++];
+        if (!d->allow_local && dial_is_local(ep->family, ep->addr)) {
+            d->why = DIAL_FORBIDDEN;
+            snprintf(d->message, sizeof(d->message),
+                     "%s is the appliance itself or loopback: refused (see [proxy] allow_local)",
+                     netstack_endpoint_str(ep, addr, sizeof(addr)));
+            continue;
+        }
+        d->fd = upstream_socket(ep->family, SOCK_STREAM, cfg->routing.mark);
+        if (d->fd >= 0 && connect(d->fd, (struct sockaddr *)&ss, upstream_sockaddr(ep, &ss)) < 0 &&
+            errno != EINPROGRESS) {
+            d->why = DIAL_REFUSED;
+            snprintf(d->message, sizeof(d->message), "connecting to %s (%s): %s",
+                     netstack_endpoint_str(ep, addr, sizeof(addr)), d->host, strerror(errno));
+            close(d->fd);
+            d->fd = -1;
+            continue;
+        }
+        if (d->fd < 0)
+            break;
+        d->ev = event_new(d->w->base, d->fd, EV_WRITE, dial_connected, d);
+        if (!d->ev || event_add(d->ev, &timeout) < 0)
+            break;
+        return;
+    }
+    if (d->why == DIAL_OK) { /* nothing tried: out of sockets or memory */
+        d->why = DIAL_REFUSED;
+        snprintf(d->message, sizeof(d->message), "connecting to %s: %s", d->host,
+                 strerror(errno ? errno : ENOMEM));
+    }
+    dial_fail_later(d, d->why);
+}
+
+static void dial_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct dial *d = arg;
+
+    d->dns = NULL;
+    if (result == EVUTIL_EAI_CANCEL)
+        return; /* dial_free is under way */
+    if (result != 0) {
+        snprintf(d->message, sizeof(d->message), "cannot resolve '%s': %s", d->host,
+                 evutil_gai_strerror(result));
+        dial_fail_later(d, DIAL_DNS);
+        return;
+    }
+    for (struct evutil_addrinfo *ai = res; ai && d->naddrs < DIAL_MAX_ADDRS; ai = ai->ai_next) {
+        struct netstack_endpoint *ep = &d->addrs[d->naddrs];
+        ep->port = d->port;
+        ep->family = ai->ai_family;
+        if (ai->ai_family == AF_INET)
+            memcpy(ep->addr, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
+        else if (ai->ai_family == AF_INET6)
+            memcpy(ep->addr, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, 16);
+        else
+            continue;
+        d->naddrs++;
+    }
+    evutil_freeaddrinfo(res);
+    dial_next(d);
+}
+
+struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int allow_local,
+                        dial_cb cb, void *arg)
+{
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct dial *d = calloc(1, sizeof(*d));
+
+    if (!d)
+        return NULL;
+    d->w = w;
+    d->fd = -1;
+    d->port = port;
+    d->allow_local = allow_local;
+    d->cb = cb;
+    d->arg = arg;
+    snprintf(d->host, sizeof(d->host), "%s", host);
+    if (!w->dns) {
+        snprintf(d->message, sizeof(d->message), "cannot resolve '%s': no DNS resolver", host);
+        dial_fail_later(d, DIAL_DNS);
+        return d;
+    }
+    /* Answers from /etc/hosts and address literals come back inside this call. */
+    d->dns = evdns_getaddrinfo(w->dns, host, NULL, &hints, dial_resolved, d);
+    return d;
+}

@@ -1,0 +1,41 @@
+/*
+ * Upstream connections by name, for the explicit proxy and for reconnecting a transparent
+ * stream: asynchronous DNS (libevent's evdns, with /etc/resolv.conf and /etc/hosts), then a
+ * non-blocking connect on the host stack carrying [routing] mark, each address in turn.
+ */
+#ifndef MITMTUN_DIAL_H
+#define MITMTUN_DIAL_H
+
+#include "netstack/netstack.h"
+
+#include <stdint.h>
+
+struct dial;
+struct worker;
+
+enum dial_error {
+    DIAL_OK,
+    DIAL_DNS,       /* the name does not resolve */
+    DIAL_REFUSED,   /* refused, unreachable, or any other connect error */
+    DIAL_TIMEOUT,   /* no answer within [tcp] connect_timeout */
+    DIAL_FORBIDDEN, /* the appliance itself or loopback, without [proxy] allow_local */
+};
+
+/*
+ * fd is a connected socket (the callee's now) and peer its address, or fd is -1 and why/message
+ * say what failed ("cannot resolve 'x': ..."). The dial is freed after the callback.
+ */
+typedef void (*dial_cb)(void *arg, int fd, const struct netstack_endpoint *peer,
+                        enum dial_error why, const char *message);
+
+/* Starts connecting to host (a name or an address literal) and port; cb always runs later,
+ * never inside this call. Returns NULL when out of memory. */
+struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int allow_local,
+                        dial_cb cb, void *arg);
+/* Abandons a dial; cb will not run. */
+void dial_cancel(struct dial *d);
+
+/* Whether addr (family AF_INET/AF_INET6) is loopback, unspecified or one of this host's. */
+int dial_is_local(int family, const uint8_t *addr);
+
+#endif

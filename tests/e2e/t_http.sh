@@ -1,0 +1,106 @@
+#!/bin/bash
+# Transparent HTTP through the TUN: the HTTP layer on port 80, on other ports by detection, and
+# inside intercepted TLS; keep-alive, pipelining, HEAD, close-delimited and chunked bodies, a
+# WebSocket upgrade, error answers, the CA page, and the "http" records field by field.
+source "$(dirname "$0")/lib.sh"
+e2e_topology
+e2e_http_servers
+e2e_start_appliance --set tls.upstream_ca_file="$WORK/pki/uca.crt"
+CA=$WORK/ca/ca.crt
+S=10.99.2.2
+head -c 1048576 /dev/urandom >"$WORK/upload.bin"
+UPLOAD_SHA=$(sha256sum <"$WORK/upload.bin" | cut -d' ' -f1)
+
+c_curl() { in_c curl -sS --max-time 10 "$@"; }
+body_is() { # want curl-args...
+    local want=$1 got
+    shift
+    got=$(c_curl "$@") || return 1
+    [ "$got" = "$want" ] || { echo "got: $got"; return 1; }
+}
+
+# --- plain HTTP on port 80 -------------------------------------------------------------------
+check "GET through the TUN" body_is "hello from nginx" http://$S/index.html
+check "record: every field of a transparent GET" e2e_http_record '
+    r["mode"]=="transparent" and r["scheme"]=="http" and r["method"]=="GET"
+    and r["url"]=="http://10.99.2.2/index.html" and r["http_version"]=="HTTP/1.1"
+    and r["status"]==200 and r["reason"]=="OK" and r["server"]=="10.99.2.2:80"
+    and r["client"].startswith("10.99.1.2:") and r["ts"].endswith("Z")
+    and ["Host","10.99.2.2"] in r["request_headers"]
+    and ["Content-Length","17"] in r["response_headers"]
+    and r["request_bytes"]==0 and r["response_bytes"]==17
+    and r["timings"]["connect_ms"]>=0 and r["timings"]["tls_ms"]==-1
+    and 0<=r["timings"]["ttfb_ms"]<=r["timings"]["total_ms"] and "error" not in r'
+check "the URL names the Host the client sent" body_is "hello from nginx" -H "Host: a.test.example" http://$S/index.html
+check "record: URL from Host" e2e_http_record 'r["url"]=="http://a.test.example/index.html"'
+check "IPv6" body_is "hello from nginx" "http://[fd99:2::2]/index.html"
+check "record: IPv6 URL" e2e_http_record 'r["url"]=="http://[fd99:2::2]/index.html" and r["server"]=="[fd99:2::2]:80"'
+
+check "keep-alive: two requests on one connection" bash -c "
+    out=\$(ip netns exec $NS_C curl -sS --max-time 10 http://$S/pipe/1.txt http://$S/pipe/2.txt) &&
+    [ \"\$out\" = \"\$(printf '1\n2')\" ]"
+check "record: both on one connection, the second without connect time" e2e_http_record '
+    r["url"].endswith("/pipe/2.txt") and r["timings"]["connect_ms"]==-1'
+check "pipelined requests answered in order" in_c $TOOLS pipeline $S 80 8
+check "HEAD: headers, no body" bash -c "
+    out=\$(ip netns exec $NS_C curl -sS --max-time 10 -I http://$S/index.html) &&
+    echo \"\$out\" | grep -q '^Content-Length: 17' && echo \"\$out\" | grep -q '^HTTP/1.1 200'"
+check "record: HEAD" e2e_http_record 'r["method"]=="HEAD" and r["status"]==200 and r["response_bytes"]==0'
+
+# --- detection on other ports; bodies ----------------------------------------------------------
+check "POST with a chunked 1 MiB body (port 8000, detected)" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 -H 'Transfer-Encoding: chunked' \
+        --data-binary @$WORK/upload.bin http://$S:8000/echo | grep -q '\"len\": 1048576, \"sha256\": \"$UPLOAD_SHA\"'"
+check "record: POST, request_bytes counts the body" e2e_http_record '
+    r["method"]=="POST" and r["url"]=="http://10.99.2.2:8000/echo" and r["request_bytes"]==1048576
+    and ["Transfer-Encoding","chunked"] in r["request_headers"] and r["status"]==200'
+check "Expect: 100-continue" bash -c "
+    ip netns exec $NS_C curl -sS -v --max-time 10 -H 'Expect: 100-continue' \
+        --data-binary @$WORK/upload.bin http://$S:8000/echo 2>&1 | grep -q '< HTTP/1.1 100 Continue'"
+check "close-delimited response, whole" bash -c "
+    [ \$(ip netns exec $NS_C curl -sS --max-time 10 http://$S:8000/close | wc -c) = 14000 ]"
+check "record: close-delimited" e2e_http_record 'r["url"].endswith(":8000/close") and r["response_bytes"]==14000'
+check "WebSocket: 101, then raw bytes both ways" in_c $TOOLS ws $S 8000 /ws
+check "record: the upgrade" e2e_http_record 'r["url"].endswith("/ws") and r["status"]==101'
+
+# --- errors the appliance answers ----------------------------------------------------------
+big=$(head -c 70000 /dev/zero | tr '\0' a)
+check "431 for a head over max_header_bytes" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H 'X-Big: $big' http://$S/ | grep -qx 431"
+check "record: 431 with the reason" e2e_http_record 'r["status"]==431 and "max_header_bytes" in r["error"]'
+check "502 when the server closes without answering" bash -c "
+    out=\$(ip netns exec $NS_C curl -sS --max-time 10 -w '%{http_code}' http://$S:8001/) ;
+    echo \"\$out\" | grep -q 'closed the connection before responding' && echo \"\$out\" | grep -q '502\$'"
+check "record: 502" e2e_http_record 'r["status"]==502 and r["server"]=="10.99.2.2:8001"'
+
+# --- HTTPS: the HTTP layer inside intercepted TLS --------------------------------------------
+check "HTTPS (HTTP/1.1) through the TUN" body_is "hello from nginx" --http1.1 --cacert "$CA" \
+    --resolve a.test.example:443:$S https://a.test.example/index.html
+check "record: https with the tls object and its timing" e2e_http_record '
+    r["scheme"]=="https" and r["url"]=="https://a.test.example/index.html" and r["status"]==200
+    and r["tls"]["sni"]=="a.test.example" and r["tls"]["intercepted"] and r["tls"]["alpn"]=="http/1.1"
+    and r["timings"]["tls_ms"]>=0 and r["mode"]=="transparent"'
+check "HTTPS without ALPN" body_is "hello from nginx" --http1.1 --no-alpn --cacert "$CA" \
+    --resolve a.test.example:443:$S https://a.test.example/pipe/3.txt -o /dev/null -w 'hello from nginx'
+check "record: no ALPN, still HTTP" e2e_http_record 'r["url"]=="https://a.test.example/pipe/3.txt" and r["tls"]["alpn"]==""'
+check "h2 stays a byte relay" body_is "hello from nginx" --http2 --cacert "$CA" \
+    --resolve b.test.example:443:$S https://b.test.example/index.html
+check "record: no http record for h2, a tcp one with alpn h2" bash -c "
+    ! $TOOLS http-record $FLOWS 'r[\"url\"].startswith(\"https://b.test.example\")' >/dev/null &&
+    $TOOLS record $FLOWS 'r.get(\"tls\",{}).get(\"alpn\")==\"h2\" and r[\"tls\"][\"sni\"]==\"b.test.example\"'"
+
+# --- the CA page --------------------------------------------------------------------------
+check "CA page at the TUN address" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 http://10.200.0.1/ | grep -q 'Android'"
+check "its PEM is ca.crt" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 http://10.200.0.1/cert/pem | cmp - $CA"
+check "onboarding_host through the TUN: the DER form" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 -H 'Host: mitm.it' http://$S/cert/cer |
+        cmp - <(openssl x509 -in $CA -outform der)"
+check "record: the CA page" e2e_http_record 'r["url"]=="http://mitm.it/cert/cer" and r["status"]==200'
+check "unknown page: 404" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 -o /dev/null -w '%{http_code}' http://10.200.0.1/nope | grep -qx 404"
+
+check "every connection closed" e2e_wait_tcp_drained 10
+e2e_stop_appliance
+e2e_pass
