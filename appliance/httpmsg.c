@@ -24,6 +24,8 @@ struct httpmsg_reader {
     size_t url_off, status_off;
     size_t name_off[HTTPMSG_MAX_HEADERS], value_off[HTTPMSG_MAX_HEADERS];
     char error[128];
+    httpmsg_body_sink sink; /* body capture, or NULL */
+    void *sink_arg;
     char *store;     /* the head's strings, NUL-terminated one after another */
     size_t cap, len; /* store's size (grown on demand) and use */
     size_t max;      /* the limit on cap */
@@ -165,16 +167,28 @@ static int on_headers_complete(http_parser *p)
     m->upgrade = p->upgrade || (p->type == HTTP_RESPONSE && p->status_code == 101);
     r->head_done = 1;
     http_parser_pause(p, 1);
-    if (r->skip_body && p->type == HTTP_RESPONSE && m->status >= 200)
-        return 1; /* no body, whatever the headers say */
+    /* No body, whatever Content-Length says: HEAD's answer, 1xx, 204, 304 (RFC 9110 6.4.1). */
+    if (p->type == HTTP_RESPONSE &&
+        ((r->skip_body && m->status >= 200) || (m->status < 200 && m->status != 101) ||
+         m->status == 204 || m->status == 304))
+        return 1;
     return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t n)
 {
-    (void)at;
-    reader_of(p)->msg.body_bytes += n;
+    struct httpmsg_reader *r = reader_of(p);
+
+    r->msg.body_bytes += n;
+    if (r->sink)
+        r->sink(r->sink_arg, at, n);
     return 0;
+}
+
+void httpmsg_set_body_sink(struct httpmsg_reader *r, httpmsg_body_sink sink, void *arg)
+{
+    r->sink = sink;
+    r->sink_arg = arg;
 }
 
 static int on_message_complete(http_parser *p)
@@ -264,7 +278,9 @@ static size_t reader_execute(struct httpmsg_reader *r, const char *data, size_t 
     size_t n;
 
     r->head_done = r->msg_done = 0;
-    http_parser_pause(&r->parser, 0);
+    /* Unpausing a parser in an error state asserts: callers stop at the first error. */
+    if (HTTP_PARSER_ERRNO(&r->parser) == HPE_PAUSED)
+        http_parser_pause(&r->parser, 0);
     n = http_parser_execute(&r->parser, &r->settings, data, len);
     return n;
 }
@@ -282,6 +298,8 @@ enum httpmsg_event httpmsg_feed(struct httpmsg_reader *r, const char *data, size
     size_t n;
 
     *used = 0;
+    if (!reader_ok(r))
+        return HTTPMSG_ERROR; /* errors stick: the stream is not HTTP we can follow */
     if (r->done_pending)
         return reader_done(r);
     if (len == 0)
@@ -320,6 +338,8 @@ enum httpmsg_event httpmsg_feed(struct httpmsg_reader *r, const char *data, size
 
 enum httpmsg_event httpmsg_eof(struct httpmsg_reader *r)
 {
+    if (!reader_ok(r))
+        return HTTPMSG_ERROR;
     if (r->done_pending)
         return reader_done(r);
     if (!r->started)

@@ -62,6 +62,10 @@ const struct httpmsg *httpmsg_current(const struct httpmsg_reader *r);
 /* Responses: the request was HEAD (or the like): the next response has no body. */
 void httpmsg_expect_no_body(struct httpmsg_reader *r);
 
+/* Body bytes (de-chunked, still content-encoded) go to sink as they are read, for capture. */
+typedef void (*httpmsg_body_sink)(void *arg, const char *data, size_t len);
+void httpmsg_set_body_sink(struct httpmsg_reader *r, httpmsg_body_sink sink, void *arg);
+
 enum httpmsg_event httpmsg_feed(struct httpmsg_reader *r, const char *data, size_t len,
                                 size_t *used);
 /*

@@ -274,7 +274,10 @@ e2e_http_servers() {
     mkdir -p "$WORK/www/pipe" "$WORK/nginx/extra"
     echo "hello from nginx" >"$WORK/www/index.html"
     for i in $(seq 0 9); do echo "$i" >"$WORK/www/pipe/$i.txt"; done
+    python3 -c "print('\n'.join('line %d of a text that compresses well' % i for i in range(2000)))" \
+        >"$WORK/www/text.txt"
     cat >"$WORK/nginx/extra/tls.conf" <<CONF
+gzip on; gzip_types text/plain; gzip_min_length 1;
 server { listen 443 ssl http2 default_server; listen [::]:443 ssl http2 default_server; ssl_certificate $P/default.crt; ssl_certificate_key $P/default.key; root $WORK/www; }
 server { listen 443 ssl http2; listen [::]:443 ssl http2; server_name a.test.example; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key; root $WORK/www; }
 server { listen 443 ssl http2; listen [::]:443 ssl http2; server_name b.test.example; ssl_certificate $P/b.crt; ssl_certificate_key $P/b.key; root $WORK/www; }

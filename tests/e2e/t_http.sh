@@ -103,4 +103,22 @@ check "unknown page: 404" bash -c "
 
 check "every connection closed" e2e_wait_tcp_drained 10
 e2e_stop_appliance
+
+# --- body capture: [log] body_max, gzip decoded with body_decode ------------------------------
+e2e_start_appliance --set log.body_max=100 --set log.body_decode=yes
+check "gzip response" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 --compressed http://$S/text.txt | cmp - $WORK/www/text.txt"
+check "record: the first 100 bytes, decoded" e2e_http_record '
+    r["url"].endswith("/text.txt") and ["Content-Encoding","gzip"] in r["response_headers"]
+    and r["response_body"]==open("'"$WORK"'/www/text.txt").read()[:100]
+    and r["response_bytes"] < 20000'
+check "request body captured" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 --data-binary 'name=value&other=1' http://$S:8000/echo >/dev/null"
+check "record: request_body" e2e_http_record 'r["method"]=="POST" and r.get("request_body")=="name=value&other=1"'
+check "binary bodies as base64" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 --data-binary @$WORK/upload.bin http://$S:8000/echo >/dev/null"
+check "record: base64 of the first 100 bytes" e2e_http_record '
+    r["request_bytes"]==1048576 and r.get("request_body_encoding")=="base64"
+    and __import__("base64").b64decode(r["request_body"])==open("'"$WORK"'/upload.bin","rb").read(100)'
+e2e_stop_appliance
 e2e_pass

@@ -69,6 +69,54 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.udp.relay_quic, 0);
     assert_int_equal(cfg.icmp.echo, ICMP_ECHO_RELAY);
     assert_string_equal(cfg.log.flows, "flows.jsonl");
+    assert_int_equal(cfg.proxy.nlisten, 2);
+    assert_int_equal(cfg.proxy.listen[0].kind, LISTEN_TUN);
+    assert_int_equal(cfg.proxy.listen[1].kind, LISTEN_LAN);
+    assert_int_equal(cfg.proxy.listen[1].port, 8080);
+    assert_string_equal(cfg.proxy.auth, "");
+    assert_int_equal(cfg.proxy.allow_local, 0);
+    assert_int_equal(cfg.proxy.nhttp_ports, 1);
+    assert_int_equal(cfg.proxy.http_ports[0].first, 80);
+    assert_int_equal(cfg.proxy.max_header_bytes, 65536);
+    assert_string_equal(cfg.proxy.onboarding_host, "mitm.it");
+    assert_int_equal(cfg.log.body_max, 0);
+}
+
+static void test_proxy_values(void **state)
+{
+    struct config cfg;
+    char err[512], addr[64];
+
+    (void)state;
+    assert_int_equal(load("[proxy]\nlisten = 127.0.0.1:3128, [fd00::1]:8888, lan:9\n"
+                          "auth = u:p:w\nhttp_ports = 80, 8000-8010\nonboarding_host =\n"
+                          "[log]\nbody_max = 4096\nbody_decode = yes\n",
+                          NULL, 0, &cfg, err),
+                     0);
+    assert_int_equal(cfg.proxy.nlisten, 3);
+    assert_int_equal(cfg.proxy.listen[0].kind, LISTEN_ADDR);
+    assert_int_equal(cfg.proxy.listen[0].family, AF_INET);
+    assert_int_equal(cfg.proxy.listen[0].port, 3128);
+    inet_ntop(AF_INET6, cfg.proxy.listen[1].addr, addr, sizeof(addr));
+    assert_string_equal(addr, "fd00::1");
+    assert_int_equal(cfg.proxy.listen[1].port, 8888);
+    assert_int_equal(cfg.proxy.listen[2].kind, LISTEN_LAN);
+    assert_string_equal(cfg.proxy.auth, "u:p:w");
+    assert_int_equal(cfg.proxy.http_ports[1].last, 8010);
+    assert_string_equal(cfg.proxy.onboarding_host, "");
+    assert_int_equal(cfg.log.body_max, 4096);
+    assert_int_equal(cfg.log.body_decode, 1);
+    assert_int_equal(load("[proxy]\nlisten = off\n", NULL, 0, &cfg, err), 0);
+    assert_int_equal(cfg.proxy.nlisten, 0);
+    assert_refused("[proxy]\nlisten = 8080\n", "[proxy] listen: '8080': expected a list of");
+    assert_refused("[proxy]\nlisten = tun:0\n", "[proxy] listen");
+    assert_refused("[proxy]\nlisten = example.com:80\n", "[proxy] listen");
+    assert_refused("[proxy]\nlisten = [fd00::1:80\n", "[proxy] listen");
+    assert_refused("[proxy]\nauth = nopassword\n",
+                   "[proxy] auth: 'nopassword': expected user:password");
+    assert_refused("[proxy]\nmax_header_bytes = 10\n", "[proxy] max_header_bytes");
+    assert_refused("[proxy]\nonboarding_host = Mitm It\n", "[proxy] onboarding_host");
+    assert_refused("[proxy]\nhttp_ports = 0\n", "[proxy] http_ports");
 }
 
 static void test_shipped_configs_load(void **state)
@@ -203,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_shipped_configs_load),
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_proxy_values),
         cmocka_unit_test(test_errors_name_file_key_value),
         cmocka_unit_test(test_error_names_the_file),
         cmocka_unit_test(test_set_overrides),

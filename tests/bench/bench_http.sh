@@ -1,0 +1,100 @@
+#!/bin/bash
+# Benchmark (not a test): intercepted HTTPS, mitmtun against mitmproxy (Debian's mitmdump,
+# transparent mode) and sslsplit, each fed by nftables REDIRECT (mitmtun by its TUN) between the
+# same namespaces, the same nginx and the same wrk: keep-alive HTTPS requests per second
+# (1 KiB responses, 50 connections), new-connection HTTPS requests per second, one-stream bulk
+# HTTPS MB/s, and peak RSS. Every interceptor writes its per-request output to a file.
+#   tests/bench/bench_http.sh build/mitmtun [seconds per run, default 10]
+# Needs: apt-get install wrk mitmproxy sslsplit
+source "$(dirname "$0")/../e2e/lib.sh"
+SECS=${2:-10}
+for tool in wrk mitmdump sslsplit; do
+    command -v $tool >/dev/null || { echo "needs $tool (apt-get install wrk mitmproxy sslsplit)"; exit 1; }
+done
+e2e_topology
+e2e_upstream_ca
+e2e_leaf srv "/CN=bench.example" "DNS:bench.example,IP:10.99.2.2"
+P=$WORK/pki
+mkdir -p "$WORK/www" "$WORK/nginx/extra"
+head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$WORK/www/1k.txt"
+head -c 256M /dev/zero >"$WORK/www/bulk.bin"
+cat >"$WORK/nginx/extra/tls.conf" <<CONF
+server { listen 443 ssl default_server; ssl_certificate $P/srv.crt; ssl_certificate_key $P/srv.key; root $WORK/www; keepalive_requests 1000000; }
+CONF
+e2e_start_nginx
+"$MITMTUN" -c "$REPO/configs/mitmtun.ini" --set tls.ca_dir="$WORK/ca" ca export "$WORK/export" >/dev/null 2>&1
+CA=$WORK/ca/ca.crt
+URL=https://10.99.2.2/1k.txt
+
+# wrk's requests/s: 2 threads, 50 connections (keep-alive unless "close" is given).
+rps() {
+    local extra=()
+    [ "${1:-}" = close ] && extra=(-H "Connection: close")
+    in_c wrk -t2 -c50 -d"${SECS}s" "${extra[@]}" "$URL" |
+        awk '/^Requests\/sec/ {printf "%.0f", $2} /Non-2xx|Socket errors/ {print "  (" $0 ")" > "/dev/stderr"}'
+}
+bulk() { # MB/s of one HTTPS download of 256 MiB
+    in_c curl -sS --max-time 300 --cacert "$CA" --resolve bench.example:443:10.99.2.2 \
+        -o /dev/null -w '%{speed_download}' https://bench.example/bulk.bin |
+        python3 -c "import sys; print('%.0f' % (float(sys.stdin.read()) / 1e6))"
+}
+hwm() { awk '/^VmHWM/ {print int($2 / 1024)}' /proc/$1/status; }
+measure() { # name pid: fills the name's row
+    local -n row=$1
+    row[keepalive]=$(rps)
+    row[newconn]=$(rps close)
+    row[bulk]=$(bulk)
+    row[rss]=$(hwm $2)
+}
+
+declare -A mitm mproxy split
+e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt"
+measure mitm $APP_PID
+http_records=$(grep -c '"type":"http"' "$FLOWS")
+e2e_stop_appliance >/dev/null
+
+# The others: plain forwarding in the appliance namespace, port 443 redirected to them.
+ip -n "$NS_S" route add 10.99.1.0/24 via 10.99.2.1
+redirect() { # port
+    in_a nft delete table ip bench 2>/dev/null
+    in_a nft -f - <<NFT
+table ip bench {
+    chain pre { type nat hook prerouting priority -100; iif "ac" tcp dport 443 redirect to :$1; }
+}
+NFT
+}
+wait_port() { for _ in $(seq 100); do in_a bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return; sleep 0.2; done; echo "port $1 never opened"; exit 1; }
+
+mkdir -p "$WORK/mitmproxy"
+cat "$WORK/ca/ca.key" "$CA" >"$WORK/mitmproxy/mitmproxy-ca.pem"
+redirect 18080
+ip netns exec "$NS_A" mitmdump --mode transparent --listen-port 18080 --showhost \
+    --set confdir="$WORK/mitmproxy" --set ssl_verify_upstream_trusted_ca="$P/uca.crt" \
+    >"$WORK/mitmdump.log" 2>&1 &
+MPROXY=$!
+PIDS+=($MPROXY)
+wait_port 18080
+measure mproxy $MPROXY
+kill $MPROXY
+
+redirect 10443
+ip netns exec "$NS_A" sslsplit -u root -k "$WORK/ca/ca.key" -c "$CA" -l "$WORK/sslsplit.connlog" \
+    ssl 0.0.0.0 10443 >"$WORK/sslsplit.log" 2>&1 &
+SPLIT=$!
+PIDS+=($SPLIT)
+wait_port 10443
+measure split $SPLIT
+
+ratio() { python3 -c "print('%.2f' % (${1:-0} / max(${2:-0}, 1)))"; }
+row() { # label key
+    printf '%-38s %9s %9s %9s %10s %10s\n' "$1" "${mitm[$2]}" "${mproxy[$2]}" "${split[$2]}" \
+        "$(ratio ${mitm[$2]} ${mproxy[$2]})" "$(ratio ${mitm[$2]} ${split[$2]})"
+}
+echo
+echo "HTTPS interception benchmark: ${SECS}s per run, wrk -t2 -c50, 1 KiB responses, $(nproc) cores, $(date -u +%F)"
+echo "(mitmtun wrote $http_records http records in the run; mitmdump printed each request too)"
+printf '%-38s %9s %9s %9s %10s %10s\n' "measure" "mitmtun" "mitmdump" "sslsplit" "/mitmdump" "/sslsplit"
+row "keep-alive HTTPS requests/s" keepalive
+row "new-connection HTTPS requests/s" newconn
+row "bulk HTTPS MB/s, one stream" bulk
+row "peak RSS MiB" rss
