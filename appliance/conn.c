@@ -32,9 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UPSTREAM_IO_MAX (256 * 1024) /* bytes one socket read or write may move */
-#define LINGER_SECONDS  30           /* a closed client socket may take this long to drain */
-#define SNIFF_MAX       (CLIENTHELLO_MAX_MESSAGE + 64) /* bytes read looking for a ClientHello */
+#define UPSTREAM_IO_MAX    (256 * 1024) /* bytes one socket read or write may move */
+#define SNIFF_AMBIGUOUS_MS 200          /* wait for more after bytes that may begin a method */
+#define LINGER_SECONDS     30           /* a closed client socket may take this long to drain */
+#define SNIFF_MAX          (CLIENTHELLO_MAX_MESSAGE + 64) /* bytes read looking for a ClientHello */
 
 static void conn_list_remove(struct conn **head, struct conn *c)
 {
@@ -542,8 +543,18 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
     if (r == CLIENTHELLO_NEED_MORE && len >= SNIFF_MAX)
         r = CLIENTHELLO_INVALID;
     http = r == CLIENTHELLO_NOT_TLS ? httpmsg_sniff(data, look) : 0;
-    if (r == CLIENTHELLO_NEED_MORE || http < 0)
+    if (r == CLIENTHELLO_NEED_MORE)
         return;
+    if (http < 0) {
+        /*
+         * A few upper-case letters, like the start of a method: HTTP clients send the request
+         * line whole, so wait only briefly for more before relaying (a protocol whose client
+         * sends "D" and waits must not stall).
+         */
+        struct timeval brief = {0, SNIFF_AMBIGUOUS_MS * 1000};
+        evtimer_add(c->ev, &brief);
+        return;
+    }
     event_free(c->ev);
     c->ev = NULL;
     if (r == CLIENTHELLO_INVALID) {
@@ -649,15 +660,10 @@ static void conn_connected(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     struct timeval deadline = {c->w->cfg->tcp.connect_timeout, 0};
-    int err = 0;
-    socklen_t len = sizeof(err);
+    int err = upstream_connect_result(fd, what & EV_TIMEOUT);
 
     event_free(c->ev);
     c->ev = NULL;
-    if (what & EV_TIMEOUT)
-        err = ETIMEDOUT;
-    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
     if (err) {
         conn_refuse(c, err);
         return;

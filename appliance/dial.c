@@ -119,15 +119,10 @@ static void dial_connected(evutil_socket_t fd, short what, void *arg)
 {
     struct dial *d = arg;
     char addr[64];
-    int err = 0;
-    socklen_t len = sizeof(err);
+    int err = upstream_connect_result(fd, what & EV_TIMEOUT);
 
     event_free(d->ev);
     d->ev = NULL;
-    if (what & EV_TIMEOUT)
-        err = ETIMEDOUT;
-    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
     if (!err) {
         d->why = DIAL_OK;
         dial_finish(d);

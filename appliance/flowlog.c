@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,9 +15,83 @@
 #include <string.h>
 #include <unistd.h>
 
+/*
+ * Records are batched: appended to file (JSON Lines) and console (lines for people), and
+ * written once per event-loop pass by flush_ev, so that a burst of short HTTP exchanges costs
+ * two writes, not two per exchange. Unattached (no loop), each record is written at once.
+ */
 struct flowlog {
-    int fd; /* -1: console only */
+    int fd;                /* -1: console only */
+    struct evbuffer *file; /* JSON Lines waiting for fd */
+    struct evbuffer *console;
+    struct event *flush_ev; /* NULL: unattached */
 };
+
+/* Writes out what waits, whole lines. */
+static void flowlog_flush(struct flowlog *fl)
+{
+    while (evbuffer_get_length(fl->console) > 0)
+        if (evbuffer_write(fl->console, STDERR_FILENO) <= 0) {
+            evbuffer_drain(fl->console, evbuffer_get_length(fl->console));
+            break;
+        }
+    while (fl->fd >= 0 && evbuffer_get_length(fl->file) > 0)
+        if (evbuffer_write(fl->file, fl->fd) <= 0) {
+            log_errno(LOG_WARN, "[log] flows: writing %zu bytes of records",
+                      evbuffer_get_length(fl->file));
+            evbuffer_drain(fl->file, evbuffer_get_length(fl->file));
+            break;
+        }
+}
+
+static void flowlog_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flowlog_flush(arg);
+}
+
+/* Queues what r's writer built; writes at once when unattached. */
+static void flowlog_queue(struct flowlog *fl)
+{
+    if (!fl->flush_ev) {
+        flowlog_flush(fl);
+        return;
+    }
+    if (!event_pending(fl->flush_ev, EV_TIMEOUT, NULL))
+        event_active(fl->flush_ev, EV_TIMEOUT, 0);
+}
+
+int flowlog_attach(struct flowlog *fl, struct event_base *base)
+{
+    fl->flush_ev = event_new(base, -1, 0, flowlog_flush_cb, fl);
+    return fl->flush_ev ? 0 : -1;
+}
+
+void flowlog_detach(struct flowlog *fl)
+{
+    if (!fl || !fl->flush_ev)
+        return;
+    event_free(fl->flush_ev);
+    fl->flush_ev = NULL;
+    flowlog_flush(fl);
+}
+
+/* A console line for a record, when info is shown. */
+static void flowlog_console(struct flowlog *fl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void flowlog_console(struct flowlog *fl, const char *fmt, ...)
+{
+    char line[1200], text[1024];
+    va_list ap;
+
+    if (!log_enabled(LOG_INFO))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    evbuffer_add(fl->console, line, log_format(line, sizeof(line), LOG_INFO, "%s", text));
+}
 
 struct flowlog *flowlog_open(const char *path, char *err, size_t errlen)
 {
@@ -27,12 +102,19 @@ struct flowlog *flowlog_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     fl->fd = -1;
+    fl->file = evbuffer_new();
+    fl->console = evbuffer_new();
+    if (!fl->file || !fl->console) {
+        snprintf(err, errlen, "out of memory");
+        flowlog_close(fl);
+        return NULL;
+    }
     if (path && *path) {
         /* O_APPEND: each record is one write(), whole even if several processes share it. */
         fl->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fl->fd < 0) {
             snprintf(err, errlen, "[log] flows: cannot open '%s': %s", path, strerror(errno));
-            free(fl);
+            flowlog_close(fl);
             return NULL;
         }
     }
@@ -43,8 +125,15 @@ void flowlog_close(struct flowlog *fl)
 {
     if (!fl)
         return;
+    flowlog_detach(fl);
+    if (fl->file && fl->console)
+        flowlog_flush(fl);
     if (fl->fd >= 0)
         close(fl->fd);
+    if (fl->file)
+        evbuffer_free(fl->file);
+    if (fl->console)
+        evbuffer_free(fl->console);
     free(fl);
 }
 
@@ -106,12 +195,14 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
 
     netstack_endpoint_str(r->client, client, sizeof(client));
     netstack_endpoint_str(r->server, server, sizeof(server));
-    log_info("%s #%" PRIu64 " %s -> %s %s%s%s up %s down %s in %.2f s", r->type, r->id, client,
-             server, r->end, r->error ? ": " : "", r->error ? r->error : "",
-             human_bytes(r->bytes_up, up, sizeof(up)),
-             human_bytes(r->bytes_down, down, sizeof(down)), (double)duration_ms / 1000);
-    if (!fl || fl->fd < 0)
+    flowlog_console(fl, "%s #%" PRIu64 " %s -> %s %s%s%s up %s down %s in %.2f s", r->type, r->id,
+                    client, server, r->end, r->error ? ": " : "", r->error ? r->error : "",
+                    human_bytes(r->bytes_up, up, sizeof(up)),
+                    human_bytes(r->bytes_down, down, sizeof(down)), (double)duration_ms / 1000);
+    if (fl->fd < 0) {
+        flowlog_queue(fl);
         return;
+    }
 
     gmtime_r(&r->start.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -146,12 +237,11 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
         append(line, sizeof(line), &pos, "}");
     }
     append(line, sizeof(line), &pos, "}\n");
-    if (pos >= sizeof(line)) {
+    if (pos >= sizeof(line))
         log_warn("flow record #%" PRIu64 " too long for the flows file; dropped", r->id);
-        return;
-    }
-    if (write(fl->fd, line, pos) != (ssize_t)pos)
-        log_errno(LOG_WARN, "writing flow record #%" PRIu64, r->id);
+    else
+        evbuffer_add(fl->file, line, pos);
+    flowlog_queue(fl);
 }
 
 /* Length of the valid UTF-8 sequence at p (of n bytes), or 0. */
@@ -191,27 +281,31 @@ static int utf8_valid(const char *s, size_t n)
     return 1;
 }
 
-/* s (n bytes) as a JSON string; bytes that are not UTF-8 are read as Latin-1. */
+/* s (n bytes) as a JSON string; bytes that are not UTF-8 are read as Latin-1. Runs of bytes
+ * that need no escape go out in one add. */
 static void json_str(struct evbuffer *b, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
+    size_t run = 0; /* start of the pending run of plain bytes */
 
     evbuffer_add(b, "\"", 1);
     for (size_t i = 0, k; i < n; i += k) {
         k = utf8_seq(p + i, n - i);
-        if (k > 1) {
-            evbuffer_add(b, p + i, k);
-        } else if (k == 0) {
+        if (k > 1 || (k == 1 && p[i] >= 0x20 && p[i] != 0x7f && p[i] != '"' && p[i] != '\\'))
+            continue;
+        evbuffer_add(b, p + run, i - run);
+        if (k == 0) {
             evbuffer_add_printf(b, "\\u%04x", p[i]);
             k = 1;
         } else if (p[i] == '"' || p[i] == '\\') {
-            evbuffer_add_printf(b, "\\%c", p[i]);
-        } else if (p[i] < 0x20 || p[i] == 0x7f) {
-            evbuffer_add_printf(b, "\\u%04x", p[i]);
+            char esc[2] = {'\\', (char)p[i]};
+            evbuffer_add(b, esc, 2);
         } else {
-            evbuffer_add(b, p + i, 1);
+            evbuffer_add_printf(b, "\\u%04x", p[i]);
         }
+        run = i + k;
     }
+    evbuffer_add(b, p + run, n - run);
     evbuffer_add(b, "\"", 1);
 }
 
@@ -270,14 +364,18 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
     netstack_endpoint_str(r->client, client, sizeof(client));
     netstack_endpoint_str(r->server, server, sizeof(server));
     if (r->status)
-        log_info("%s %s %s << %d %s %s %.0f ms%s%s", client, rq->method, r->url, r->status,
-                 r->reason ? r->reason : "", human_bytes(r->response_bytes, size, sizeof(size)),
-                 r->total_ms, r->error ? " - " : "", r->error ? r->error : "");
+        flowlog_console(fl, "%s %s %s << %d %s %s %.0f ms%s%s", client, rq->method, r->url,
+                        r->status, r->reason ? r->reason : "",
+                        human_bytes(r->response_bytes, size, sizeof(size)), r->total_ms,
+                        r->error ? " - " : "", r->error ? r->error : "");
     else
-        log_info("%s %s %s << no response: %s", client, rq->method, r->url,
-                 r->error ? r->error : "closed");
-    if (!fl || fl->fd < 0 || !(b = evbuffer_new()))
+        flowlog_console(fl, "%s %s %s << no response: %s", client, rq->method, r->url,
+                        r->error ? r->error : "closed");
+    if (fl->fd < 0) {
+        flowlog_queue(fl);
         return;
+    }
+    b = fl->file;
 
     gmtime_r(&r->start.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -324,9 +422,5 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
         json_cstr(b, r->error);
     }
     evbuffer_add(b, "}\n", 2);
-    /* One write(): with O_APPEND the record lands whole. */
-    size_t len = evbuffer_get_length(b);
-    if (write(fl->fd, evbuffer_pullup(b, -1), len) != (ssize_t)len)
-        log_errno(LOG_WARN, "writing flow record #%" PRIu64, r->id);
-    evbuffer_free(b);
+    flowlog_queue(fl);
 }

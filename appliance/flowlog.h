@@ -53,6 +53,11 @@ struct http_record {
 /* Opens path for appending (NULL or "" for console only). Returns NULL with err filled. */
 struct flowlog *flowlog_open(const char *path, char *err, size_t errlen);
 void flowlog_close(struct flowlog *fl);
+/* Batches records per pass of base's loop from now on. Returns 0 or -1 (out of memory). */
+struct event_base;
+int flowlog_attach(struct flowlog *fl, struct event_base *base);
+/* Writes what waits and stops batching (before base is freed). */
+void flowlog_detach(struct flowlog *fl);
 
 void flowlog_write(struct flowlog *fl, const struct flow_record *r);
 /* One "http" record; the console line reads like mitmdump's. */

@@ -27,20 +27,54 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-static void log_vwrite(enum log_level level, const char *fmt, va_list ap, const char *suffix)
+/* "HH:MM:SS.mmm level text[: suffix]\n" into buf. */
+static size_t log_vformat(char *buf, size_t len, enum log_level level, const char *fmt, va_list ap,
+                          const char *suffix)
 {
+    /* One line per HTTP exchange: the time is formatted once a second (per thread). */
+    static __thread char stamp[16];
+    static __thread time_t stamp_second = -1;
     struct timespec ts;
     struct tm tm;
-    char stamp[32];
     char line[1024];
+    int n;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+    if (ts.tv_sec != stamp_second) {
+        localtime_r(&ts.tv_sec, &tm);
+        strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+        stamp_second = ts.tv_sec;
+    }
     vsnprintf(line, sizeof(line), fmt, ap);
-    /* One fprintf per line keeps lines whole when stderr is shared. */
-    fprintf(stderr, "%s.%03ld %-5s %s%s%s\n", stamp, ts.tv_nsec / 1000000L, log_names[level], line,
-            suffix ? ": " : "", suffix ? suffix : "");
+    n = snprintf(buf, len, "%s.%03ld %-5s %s%s%s\n", stamp, ts.tv_nsec / 1000000L, log_names[level],
+                 line, suffix ? ": " : "", suffix ? suffix : "");
+    if (n < 0)
+        return 0;
+    if ((size_t)n >= len) { /* cut, but still one line */
+        buf[len - 2] = '\n';
+        return len - 1;
+    }
+    return (size_t)n;
+}
+
+size_t log_format(char *buf, size_t len, enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    size_t n;
+
+    va_start(ap, fmt);
+    n = log_vformat(buf, len, level, fmt, ap, NULL);
+    va_end(ap);
+    return n;
+}
+
+static void log_vwrite(enum log_level level, const char *fmt, va_list ap, const char *suffix)
+{
+    char out[1200];
+
+    log_vformat(out, sizeof(out), level, fmt, ap, suffix);
+    /* One fputs per line keeps lines whole when stderr is shared. */
+    fputs(out, stderr);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

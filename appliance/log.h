@@ -2,6 +2,8 @@
 #ifndef MITMTUN_LOG_H
 #define MITMTUN_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
@@ -13,6 +15,13 @@ int log_level_parse(const char *name);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* As log_msg, with ": strerror(errno)" appended. */
 void log_errno(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Formats one console line (time, level, text, newline) into buf, as log_msg prints it, for
+ * callers that batch their lines (flow records). Returns its length (truncated to len - 1).
+ */
+size_t log_format(char *buf, size_t len, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

@@ -170,7 +170,8 @@ static int run(const struct config *cfg)
         goto out;
     }
     base = event_base_new();
-    if (!base || worker_init(&w, base, cfg, tun_fd, flows, tls, onboard) < 0)
+    if (!base || flowlog_attach(flows, base) < 0 ||
+        worker_init(&w, base, cfg, tun_fd, flows, tls, onboard) < 0)
         goto out;
     if (routing_setup(&routing, cfg) < 0) {
         worker_cleanup(&w);
@@ -196,6 +197,7 @@ stop:
         if (sigs[i])
             event_free(sigs[i]);
 out:
+    flowlog_detach(flows);
     if (base)
         event_base_free(base);
     flowlog_close(flows);

@@ -44,6 +44,18 @@ socklen_t upstream_sockaddr(const struct netstack_endpoint *ep, struct sockaddr_
     return sizeof(*sin6);
 }
 
+int upstream_connect_result(int fd, int timed_out)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (timed_out)
+        return ETIMEDOUT;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return errno;
+    return err;
+}
+
 void upstream_set_reset_on_close(int fd)
 {
     struct linger lg = {1, 0};

@@ -17,6 +17,9 @@ int upstream_socket(int family, int type, uint32_t mark);
 /* ep as a sockaddr; returns its length. */
 socklen_t upstream_sockaddr(const struct netstack_endpoint *ep, struct sockaddr_storage *ss);
 
+/* How a non-blocking connect on fd ended: 0, or its errno (ETIMEDOUT when timed_out). */
+int upstream_connect_result(int fd, int timed_out);
+
 /* Makes the next close() of a TCP socket send RST instead of FIN. */
 void upstream_set_reset_on_close(int fd);
 

@@ -68,7 +68,7 @@ wait_port() { for _ in $(seq 100); do in_a bash -c "exec 3<>/dev/tcp/127.0.0.1/$
 mkdir -p "$WORK/mitmproxy"
 cat "$WORK/ca/ca.key" "$CA" >"$WORK/mitmproxy/mitmproxy-ca.pem"
 redirect 18080
-ip netns exec "$NS_A" mitmdump --mode transparent --listen-port 18080 --showhost \
+ip netns exec "$NS_A" mitmdump --mode transparent --listen-port 18080 --showhost --set stream_large_bodies=1m \
     --set confdir="$WORK/mitmproxy" --set ssl_verify_upstream_trusted_ca="$P/uca.crt" \
     >"$WORK/mitmdump.log" 2>&1 &
 MPROXY=$!

@@ -285,28 +285,9 @@ CONF
     e2e_start_nginx
     ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" http-echo-server 8000 &
     PIDS+=($!)
-    ip netns exec "$NS_S" python3 -c "
-import socket
-s = socket.create_server(('0.0.0.0', 8001))
-while True:
-    c, _ = s.accept()
-    try:
-        c.recv(65536)
-    except OSError:
-        pass
-    c.close()" &
+    ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" tcp-server 8001 "" &
     PIDS+=($!)
-    ip netns exec "$NS_S" python3 -c "
-import socket
-s = socket.create_server(('0.0.0.0', 2525))
-while True:
-    c, _ = s.accept()
-    try:
-        c.sendall(b'220 mitmtun-test ready\r\n')
-        c.recv(100)
-    except OSError:
-        pass
-    c.close()" &
+    ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" tcp-server 2525 "220 mitmtun-test ready\r\n" &
     PIDS+=($!)
     ip netns exec "$NS_S" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
         --listen-address=10.99.2.2 --port=53 --address=/test.example/10.99.2.2 \

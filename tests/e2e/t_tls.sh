@@ -11,20 +11,8 @@ mkdir -p "$P" "$WORK/www" "$WORK/nginx/extra"
 echo "hello from nginx" >"$WORK/www/index.html"
 
 # The upstream test CA and the servers' certificates.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=upstream test CA" \
-    -keyout "$P/uca.key" -out "$P/uca.crt" -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign" 2>/dev/null
-leaf() { # name subject san [self]
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$2" \
-        -keyout "$P/$1.key" -out "$P/$1.csr" 2>/dev/null
-    if [ "${4:-}" = self ]; then
-        openssl x509 -req -in "$P/$1.csr" -signkey "$P/$1.key" -days 30 -out "$P/$1.crt" \
-            -extfile <(printf 'subjectAltName=%s\n' "$3") 2>/dev/null
-    else
-        openssl x509 -req -in "$P/$1.csr" -CA "$P/uca.crt" -CAkey "$P/uca.key" -CAcreateserial \
-            -days 30 -out "$P/$1.crt" -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$3") 2>/dev/null
-    fi
-}
+e2e_upstream_ca
+leaf() { e2e_leaf "$@"; }
 leaf a "/CN=a.test.example" "DNS:a.test.example,DNS:alt-a.test.example"
 leaf b "/CN=b.test.example" "DNS:b.test.example,DNS:*.b.test.example"
 leaf default "/CN=default.test.example" "IP:10.99.2.2"
@@ -41,15 +29,7 @@ server { listen 9444 ssl; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key
 CONF
 e2e_start_nginx
 # A server that speaks first (SMTP-like) on a port that is no TLS port.
-ip netns exec "$NS_S" python3 -c "
-import socket
-s = socket.create_server(('0.0.0.0', 2525))
-s.settimeout(60)
-while True:
-    c, _ = s.accept()
-    c.sendall(b'220 mitmtun-test ready\r\n')
-    c.recv(100)
-    c.close()" &
+ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" tcp-server 2525 "220 mitmtun-test ready\r\n" &
 PIDS+=($!)
 e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ports=443, 8443, 4443, 9443" \
     --set tls.keylog="$WORK/keylog.txt"

@@ -296,6 +296,25 @@ def http_echo_server(port):
     srv.serve_forever()
 
 
+def tcp_server(port, greeting):
+    """Accepts connections one at a time: sends greeting (may be empty, escapes like \\r\\n
+    understood), reads once, closes. A server that closes without answering, or one that speaks
+    first."""
+    import codecs
+    hello = codecs.decode(greeting, "unicode_escape").encode("latin-1")
+    s = socket.create_server(("0.0.0.0", int(port)))
+    while True:
+        c, _ = s.accept()
+        try:
+            c.settimeout(10)
+            if hello:
+                c.sendall(hello)
+            c.recv(65536)
+        except OSError:
+            pass
+        c.close()
+
+
 def _connect(host, port):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family)
