@@ -9,6 +9,7 @@
  */
 #include "http.h"
 
+#include "bodycap.h"
 #include "conn.h"
 #include "dial.h"
 #include "flowlog.h"
@@ -28,10 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <zlib.h>
 
-#define FEED_MAX              (64 * 1024) /* bytes handed to the parser at once */
-#define CAPTURE_ENCODED_EXTRA (64 * 1024) /* compressed bytes kept beyond body_max to decode */
+#define FEED_MAX (64 * 1024) /* bytes handed to the parser at once */
 
 enum http_state {
     H_IDLE,    /* waiting for a request head */
@@ -69,9 +68,9 @@ struct http {
     double ttfb_ms;
     int status;
     const char *reason;
-    uint64_t local_bytes;                  /* the body of a reply the appliance made */
-    struct evbuffer *req_body, *resp_body; /* [log] body_max captures, or NULL */
-    struct evbuffer *head;                 /* a head being built, moved out in one piece */
+    uint64_t local_bytes;                 /* the body of a reply the appliance made */
+    struct bodycap *req_body, *resp_body; /* [log] body_max captures, or NULL */
+    struct evbuffer *head;                /* a head being built, moved out in one piece */
 };
 
 static void http_client_read(struct http *h);
@@ -88,89 +87,20 @@ static int http_front(const struct http *h)
     return h->c->kind == CONN_EXPLICIT && !h->tunnel;
 }
 
-/* Keeps up to [log] body_max bytes of a body for the record. */
-static void http_capture(struct evbuffer *buf, size_t max, const char *data, size_t len)
-{
-    size_t have = evbuffer_get_length(buf);
-
-    if (have < max)
-        evbuffer_add(buf, data, len < max - have ? len : max - have);
-}
-
-/* How much of m's body to keep: body_max, plus room for inflating to body_max when decoding. */
-static size_t http_capture_max(const struct http *h, const struct httpmsg *m)
-{
-    const struct config *cfg = h->c->w->cfg;
-
-    if (cfg->log.body_decode && httpmsg_header(m, "Content-Encoding"))
-        return (size_t)cfg->log.body_max + CAPTURE_ENCODED_EXTRA;
-    return (size_t)cfg->log.body_max;
-}
-
 static void http_capture_request(void *arg, const char *data, size_t len)
 {
     struct http *h = arg;
+    const struct httpmsg *m = httpmsg_current(h->req);
 
-    http_capture(h->req_body, http_capture_max(h, httpmsg_current(h->req)), data, len);
+    bodycap_add(h->req_body, data, len, httpmsg_header(m, "Content-Encoding"));
 }
 
 static void http_capture_response(void *arg, const char *data, size_t len)
 {
     struct http *h = arg;
+    const struct httpmsg *m = httpmsg_current(h->resp);
 
-    http_capture(h->resp_body, http_capture_max(h, httpmsg_current(h->resp)), data, len);
-}
-
-/*
- * A captured body for the record: inflated when [log] body_decode is on and the message says
- * gzip or deflate (what fits in body_max; a capture cut short inflates as far as it goes).
- * *owned is set when the result must be freed.
- */
-static const char *http_body_for_record(const struct http *h, struct evbuffer *buf,
-                                        const struct httpmsg *m, size_t *len, char **owned)
-{
-    const char *coding = m ? httpmsg_header(m, "Content-Encoding") : NULL;
-    size_t max = (size_t)h->c->w->cfg->log.body_max;
-    const char *raw;
-    z_stream z;
-    char *out;
-
-    *owned = NULL;
-    if (!buf)
-        return NULL;
-    *len = evbuffer_get_length(buf);
-    raw = *len ? (const char *)evbuffer_pullup(buf, -1) : "";
-    if (*len == 0)
-        return NULL;
-    if (!h->c->w->cfg->log.body_decode || !coding ||
-        (strcasecmp(coding, "gzip") != 0 && strcasecmp(coding, "deflate") != 0)) {
-        *len = *len < max ? *len : max;
-        return raw;
-    }
-    memset(&z, 0, sizeof(z));
-    out = malloc(max);
-    /* 15 + 32: zlib or gzip, by the header; -15: a raw deflate stream (some servers send it) */
-    for (int bits = 15 + 32; out; bits = bits > 0 ? -15 : 0) {
-        if (bits == 0 || inflateInit2(&z, bits) != Z_OK)
-            break;
-        z.next_in = (Bytef *)raw;
-        z.avail_in = (uInt)*len;
-        z.next_out = (Bytef *)out;
-        z.avail_out = (uInt)max;
-        int rc = inflate(&z, Z_SYNC_FLUSH);
-        size_t produced = max - z.avail_out;
-        inflateEnd(&z);
-        if ((rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR) && produced > 0) {
-            *len = produced;
-            *owned = out;
-            return out;
-        }
-        if (bits < 0)
-            break;
-    }
-    free(out);
-    *len = *len < max ? *len : max;
-    return raw; /* not what it said: keep it as sent */
+    bodycap_add(h->resp_body, data, len, httpmsg_header(m, "Content-Encoding"));
 }
 
 /* Writes the current exchange's record (once). */
@@ -210,13 +140,13 @@ static void http_record(struct http *h, const char *error)
         .total_ms = conn_ms_since(&h->m_start),
         .error = error,
     };
-    char *req_owned, *resp_owned;
-    r.request_body = http_body_for_record(h, h->req_body, rq, &r.request_body_len, &req_owned);
-    r.response_body =
-        http_body_for_record(h, rs ? h->resp_body : NULL, rs, &r.response_body_len, &resp_owned);
+    if (h->req_body && rq != &none)
+        r.request_body =
+            bodycap_get(h->req_body, httpmsg_header(rq, "Content-Encoding"), &r.request_body_len);
+    if (h->resp_body && rs)
+        r.response_body =
+            bodycap_get(h->resp_body, httpmsg_header(rs, "Content-Encoding"), &r.response_body_len);
     flowlog_write_http(c->w->flows, &r);
-    free(req_owned);
-    free(resp_owned);
     c->connect_ms = c->tls_ms = -1; /* a later exchange on this connection reuses it */
 }
 
@@ -657,9 +587,9 @@ static void http_exchange_done(struct http *h)
     h->ttfb_ms = -1;
     h->local_bytes = 0;
     if (h->req_body)
-        evbuffer_drain(h->req_body, evbuffer_get_length(h->req_body));
+        bodycap_reset(h->req_body);
     if (h->resp_body)
-        evbuffer_drain(h->resp_body, evbuffer_get_length(h->resp_body));
+        bodycap_reset(h->resp_body);
     http_client_read(h);
 }
 
@@ -956,10 +886,8 @@ static void http_release(struct http *h)
 {
     httpmsg_reader_free(h->req);
     httpmsg_reader_free(h->resp);
-    if (h->req_body)
-        evbuffer_free(h->req_body);
-    if (h->resp_body)
-        evbuffer_free(h->resp_body);
+    bodycap_free(h->req_body);
+    bodycap_free(h->resp_body);
     if (h->head)
         evbuffer_free(h->head);
     free(h->path);
@@ -990,8 +918,9 @@ int http_start(struct conn *c, const char *scheme)
     if (!h->req || !h->resp || !h->head)
         return -1;
     if (c->w->cfg->log.body_max > 0) {
-        h->req_body = evbuffer_new();
-        h->resp_body = evbuffer_new();
+        size_t keep = (size_t)c->w->cfg->log.body_max;
+        h->req_body = bodycap_new(keep, c->w->cfg->log.body_decode);
+        h->resp_body = bodycap_new(keep, c->w->cfg->log.body_decode);
         if (!h->req_body || !h->resp_body)
             return -1;
         httpmsg_set_body_sink(h->req, http_capture_request, h);

@@ -120,6 +120,18 @@ WHY="max_header_bytes" check "431: a head over max_header_bytes" status_is 431 -
 check "the CA page by onboarding_host" bash -c "
     ip netns exec $NS_C curl -sS --max-time 10 -x http://$PROXY http://mitm.it/cert/pem | cmp - $CA"
 
+# --- the same front end through the TUN --------------------------------------------------------
+# With the kernel's local route for the TUN address gone, the client's packets for it are
+# routed into the TUN like any others: lwIP terminates them and the front end answers.
+in_a ip route del local 10.200.0.1 dev mitm0 table local
+check "the host stack no longer owns the TUN address" bash -c "
+    ! ip -n $NS_A route show table local | grep -q '^local 10.200.0.1 '"
+check "explicit proxy on the TUN address, through lwIP" body_is "hello from nginx" \
+    -x http://10.200.0.1:8080 http://a.test.example/index.html
+check "the CA page on the TUN address, through lwIP" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 http://10.200.0.1/cert/pem | cmp - $CA"
+in_a ip route add local 10.200.0.1 dev mitm0 table local
+
 # --- access control: a client from elsewhere -------------------------------------------------
 in_s ip route add 10.99.1.1/32 via 10.99.2.1
 check "403 for a client not on the TUN's or a listening interface's network" bash -c "
