@@ -247,8 +247,13 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!path && optind + 2 == argc && strcmp(argv[optind], "har") == 0)
+    if (optind < argc && strcmp(argv[optind], "har") == 0) { /* needs no configuration */
+        if (optind + 2 != argc) {
+            fprintf(stderr, "mitmtun: usage: mitmtun har FLOWS.jsonl > flows.har\n");
+            return 2;
+        }
         return har_convert(argv[optind + 1], stdout) == 0 ? 0 : 1;
+    }
     int export = optind + 3 == argc && strcmp(argv[optind], "ca") == 0 &&
                  strcmp(argv[optind + 1], "export") == 0;
     if (!path || (optind != argc && !export)) {

@@ -215,7 +215,8 @@ static int proxy_listen(struct proxy *p, const struct sockaddr *sa, enum conn_ki
     return 0;
 
 fail:
-    snprintf(err, errlen, "[proxy] listen: %s: %s", where, strerror(errno));
+    snprintf(err, errlen, "%s %s: %s",
+             kind == CONN_ONBOARD ? "CA page on" : "[proxy] listen:", where, strerror(errno));
     if (fd >= 0)
         close(fd);
     return -1;
@@ -285,7 +286,11 @@ struct proxy *proxy_new(struct worker *w, char *err, size_t errlen)
         sockaddr_make(&addrs[1], AF_INET6, &cfg->tun.addr6, 80);
     for (int k = 0; k < (cfg->tun.prefix6 ? 2 : 1); k++)
         if (proxy_listen(p, (struct sockaddr *)&addrs[k], CONN_ONBOARD, err, errlen) < 0)
-            goto fail;
+            log_warn("%s (another server has the port?); %s%s%s", err,
+                     *cfg->proxy.onboarding_host ? "the page stays reachable as http://" : "",
+                     cfg->proxy.onboarding_host,
+                     *cfg->proxy.onboarding_host ? "/ through the appliance" : "no CA page there");
+    err[0] = '\0';
     return p;
 
 fail:

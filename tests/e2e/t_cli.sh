@@ -19,6 +19,10 @@ bad_ini() { # contents: written to a file, checked
 check "--help" expect 0 "usage: mitmtun -c FILE" "$MITMTUN" --help
 check "--version" expect 0 "mitmtun 0." "$MITMTUN" --version
 check "no config: usage error" expect 2 "no configuration given" "$MITMTUN"
+check "har without a file: its usage" expect 2 "usage: mitmtun har FLOWS.jsonl" "$MITMTUN" har
+check "har of an empty flows file: a HAR with no entries" bash -c "
+    : >$WORK/empty.jsonl
+    $MITMTUN har $WORK/empty.jsonl | python3 -c 'import json,sys; l=json.load(sys.stdin)[\"log\"]; assert l[\"version\"]==\"1.2\" and l[\"entries\"]==[]'"
 for f in mitmtun device hotspot; do
     check "--check accepts configs/$f.ini" expect 0 "configuration OK" "$MITMTUN" -c "$REPO/configs/$f.ini" --check
 done
