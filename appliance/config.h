@@ -82,8 +82,9 @@ struct config {
         int allow_local; /* the proxy may connect to the appliance itself and loopback */
         struct uid_range http_ports[CONFIG_MAX_UID_RANGES]; /* transparent HTTP ports */
         int nhttp_ports;
-        int detect;                /* look for HTTP/1.x requests on every port */
-        int max_header_bytes;      /* a request or response head above it gets 431 / 502 */
+        int detect;           /* look for HTTP/1.x requests on every port */
+        int max_header_bytes; /* a request or response head above it gets 431 / 502 */
+        int idle_timeout;     /* seconds a client connection may wait between requests; 0: ever */
         char onboarding_host[256]; /* HTTP requests for this host get the CA page */
     } proxy;
     struct {

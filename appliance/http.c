@@ -71,10 +71,13 @@ struct http {
     uint64_t local_bytes;                 /* the body of a reply the appliance made */
     struct bodycap *req_body, *resp_body; /* [log] body_max captures, or NULL */
     struct evbuffer *head;                /* a head being built, moved out in one piece */
+    struct event *idle_ev;                /* [proxy] idle_timeout between requests */
 };
 
 static void http_client_read(struct http *h);
 static void http_upstream_read(struct http *h);
+static void http_client_ended(struct http *h);
+static void http_idle_arm(struct http *h);
 
 static const char *http_mode(const struct http *h)
 {
@@ -572,7 +575,7 @@ static void http_exchange_done(struct http *h)
     struct conn *c = h->c;
 
     http_record(h, NULL);
-    if (h->close_after || c->c_eof) {
+    if (h->close_after || (c->c_eof && evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0)) {
         http_close(h);
         return;
     }
@@ -590,7 +593,9 @@ static void http_exchange_done(struct http *h)
         bodycap_reset(h->req_body);
     if (h->resp_body)
         bodycap_reset(h->resp_body);
-    http_client_read(h);
+    http_idle_arm(h);
+    http_client_read(h); /* a pipelined request may be waiting */
+    http_client_ended(h);
 }
 
 /* Moves n bytes of the client's input upstream (or drops them for a local answer). */
@@ -627,6 +632,50 @@ static int http_live(const struct http *h)
     return !h->stopped && !h->c->closed && !h->closing;
 }
 
+/*
+ * After the client's FIN, once everything it sent has been read: between requests, a clean
+ * end; inside one, a request cut short. While a request is dialled or still being read (the
+ * upstream side is backed up), nothing yet: this runs again when that is done.
+ */
+static void http_client_ended(struct http *h)
+{
+    struct conn *c = h->c;
+
+    if (!c->c_eof || !http_live(h) || h->state == H_DIALING || h->state == H_LOCAL)
+        return;
+    if (h->req_done)
+        return; /* the response is still coming; the exchange's end closes */
+    if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+        return; /* not all read yet */
+    if (h->state == H_IDLE && httpmsg_eof(h->req) == HTTPMSG_NEED_MORE) {
+        http_close(h);
+        return;
+    }
+    http_record(h, "the client closed the connection mid-request");
+    conn_close(c, "error", "the client closed the connection mid-request");
+}
+
+static void http_idle_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct http *h = arg;
+
+    (void)fd;
+    (void)what;
+    if (h->state != H_IDLE || !http_live(h))
+        return;
+    log_debug("tcp #%" PRIu64 ": no request for [proxy] idle_timeout: closing", h->c->id);
+    http_close(h);
+}
+
+/* Waits [proxy] idle_timeout for the next request head (0: forever). */
+static void http_idle_arm(struct http *h)
+{
+    struct timeval tv = {h->c->w->cfg->proxy.idle_timeout, 0};
+
+    if (h->idle_ev && tv.tv_sec > 0)
+        evtimer_add(h->idle_ev, &tv);
+}
+
 static void http_client_read(struct http *h)
 {
     struct conn *c = h->c;
@@ -647,12 +696,16 @@ static void http_client_read(struct http *h)
         case HTTPMSG_NEED_MORE:
             evbuffer_drain(in, used);
             c->bytes_up += used;
-            if (used == 0)
+            if (used == 0) {
+                http_client_ended(h);
                 return;
+            }
             break;
         case HTTPMSG_HEAD:
             evbuffer_drain(in, used);
             c->bytes_up += used;
+            if (h->idle_ev)
+                evtimer_del(h->idle_ev);
             http_request_head(h);
             break;
         case HTTPMSG_BODY:
@@ -829,16 +882,8 @@ static void http_client_eventcb(struct bufferevent *bev, short what, void *arg)
     if (!(what & BEV_EVENT_EOF))
         return;
     c->c_eof = 1;
-    http_client_read(h);
-    if (!http_live(h))
-        return;
-    if (h->state == H_IDLE && httpmsg_eof(h->req) == HTTPMSG_NEED_MORE) {
-        http_close(h); /* between requests: a clean end */
-    } else if (!h->req_done) {
-        http_record(h, "the client closed the connection mid-request");
-        conn_close(c, "error", "the client closed the connection mid-request");
-    }
-    /* else the response is still coming; the exchange's end closes */
+    http_client_read(h); /* what came before the FIN; it ends the stream when all is read */
+    http_client_ended(h);
 }
 
 static void http_upstream_readcb(struct bufferevent *bev, void *arg)
@@ -888,6 +933,8 @@ static void http_release(struct http *h)
     httpmsg_reader_free(h->resp);
     bodycap_free(h->req_body);
     bodycap_free(h->resp_body);
+    if (h->idle_ev)
+        event_free(h->idle_ev);
     if (h->head)
         evbuffer_free(h->head);
     free(h->path);
@@ -915,7 +962,8 @@ int http_start(struct conn *c, const char *scheme)
     h->req = httpmsg_reader_new(1, max);
     h->resp = httpmsg_reader_new(0, max);
     h->head = evbuffer_new();
-    if (!h->req || !h->resp || !h->head)
+    h->idle_ev = evtimer_new(c->w->base, http_idle_timeout, h);
+    if (!h->req || !h->resp || !h->head || !h->idle_ev)
         return -1;
     if (c->w->cfg->log.body_max > 0) {
         size_t keep = (size_t)c->w->cfg->log.body_max;
@@ -932,6 +980,7 @@ int http_start(struct conn *c, const char *scheme)
     bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
     if (c->ubev)
         http_wire_upstream(h);
+    http_idle_arm(h);
     if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
         http_client_read(h);
     return 0;
@@ -940,6 +989,8 @@ int http_start(struct conn *c, const char *scheme)
 void http_stop(struct http *h)
 {
     h->stopped = 1;
+    if (h->idle_ev)
+        evtimer_del(h->idle_ev);
     if (h->dial)
         dial_cancel(h->dial);
     h->dial = NULL;

@@ -42,6 +42,7 @@ check "keep-alive: two requests on one connection" bash -c "
 check "record: both on one connection, the second without connect time" e2e_http_record '
     r["url"].endswith("/pipe/2.txt") and r["timings"]["connect_ms"]==-1'
 check "pipelined requests answered in order" in_c $TOOLS pipeline $S 80 8
+check "pipelined, then a FIN: every request answered" in_c $TOOLS pipeline $S 80 5 "" fin
 check "HEAD: headers, no body" bash -c "
     out=\$(ip netns exec $NS_C curl -sS --max-time 10 -I http://$S/index.html) &&
     echo \"\$out\" | grep -q '^Content-Length: 17' && echo \"\$out\" | grep -q '^HTTP/1.1 200'"
@@ -105,7 +106,8 @@ check "every connection closed" e2e_wait_tcp_drained 10
 e2e_stop_appliance
 
 # --- body capture: [log] body_max, gzip decoded with body_decode ------------------------------
-e2e_start_appliance --set log.body_max=100 --set log.body_decode=yes
+e2e_start_appliance --set log.body_max=100 --set log.body_decode=yes --set proxy.idle_timeout=2
+check "[proxy] idle_timeout closes a silent keep-alive connection" in_c $TOOLS idle-closed $S 80 2
 check "gzip response" bash -c "
     ip netns exec $NS_C curl -sS --max-time 10 --compressed http://$S/text.txt | cmp - $WORK/www/text.txt"
 check "record: the first 100 bytes, decoded" e2e_http_record '

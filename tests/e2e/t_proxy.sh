@@ -67,6 +67,10 @@ check "HEAD" bash -c "
     ip netns exec $NS_C curl -sS --max-time 10 -x http://$PROXY -I http://a.test.example/index.html |
         grep -q '^Content-Length: 17'"
 check "pipelined requests answered in order" in_c $TOOLS pipeline 10.99.2.2 80 6 $PROXY
+check "pipelined, then a FIN: every request answered" in_c $TOOLS pipeline 10.99.2.2 80 4 $PROXY fin
+check "a FIN right after the request, while its name resolves: answered" bash -c "
+    ip netns exec $NS_C $TOOLS raw 10.99.1.1 8080 \"'GET http://b.test.example/index.html HTTP/1.1\\r\\nHost: b.test.example\\r\\n\\r\\n'\" fin |
+        grep -q 'hello from nginx'"
 check "WebSocket through the proxy" in_c $TOOLS ws 10.99.2.2 8000 /ws $PROXY
 check "wget with http_proxy" bash -c "
     [ \"\$(ip netns exec $NS_C env http_proxy=http://$PROXY wget -q -T 10 -O - http://a.test.example/index.html)\" = 'hello from nginx' ]"

@@ -364,11 +364,14 @@ def ws(host, port, target, proxy=""):
     return 0
 
 
-def raw(host, port, request):
-    """Sends request (a Python string literal) and prints the response's status line and body."""
+def raw(host, port, request, halfclose=""):
+    """Sends request (a Python string literal), half-closing after it when halfclose is given,
+    and prints the response's status line and body."""
     import ast
     s = _connect(host, port)
     s.sendall(ast.literal_eval(request).encode("latin-1"))
+    if halfclose:
+        s.shutdown(socket.SHUT_WR)
     data = b""
     try:
         while True:
@@ -384,14 +387,17 @@ def raw(host, port, request):
     return 0
 
 
-def pipeline(host, port, n, proxy=""):
-    """Sends n GETs for /pipe/<i>.txt in one write; checks the n responses come in order."""
+def pipeline(host, port, n, proxy="", halfclose=""):
+    """Sends n GETs for /pipe/<i>.txt in one write (then a FIN with halfclose); checks the n
+    responses come in order."""
     h, p = (proxy.rsplit(":", 1) if proxy else (host, port))
     s = _connect(h, p)
     prefix = f"http://{host}:{port}" if proxy else ""
     reqs = "".join(f"GET {prefix}/pipe/{i}.txt HTTP/1.1\r\nHost: {host}\r\n\r\n"
                    for i in range(int(n)))
     s.sendall(reqs.encode())
+    if halfclose:
+        s.shutdown(socket.SHUT_WR)
     buf = b""
     for i in range(int(n)):
         while b"\r\n\r\n" not in buf:
@@ -411,6 +417,28 @@ def pipeline(host, port, n, proxy=""):
             return 1
     print(f"{n} pipelined responses in order")
     return 0
+
+
+def idle_closed(host, port, seconds):
+    """One keep-alive GET, then silence: the server must close within seconds (+2 s), and not
+    much before."""
+    s = _connect(host, port)
+    s.settimeout(float(seconds) + 5)
+    s.sendall(f"GET /index.html HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    head, rest = _read_head(s)
+    if not head.startswith("HTTP/1.1 200"):
+        print("no response:", head)
+        return 1
+    start = time.time()
+    try:
+        while s.recv(65536):
+            pass
+    except socket.timeout:
+        print("still open after", time.time() - start)
+        return 1
+    waited = time.time() - start
+    print(f"closed after {waited:.1f} s idle")
+    return 0 if float(seconds) - 0.5 <= waited <= float(seconds) + 2 else 1
 
 
 def connect_tunnel(proxy, target, expect):

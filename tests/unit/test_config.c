@@ -78,6 +78,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.proxy.nhttp_ports, 1);
     assert_int_equal(cfg.proxy.http_ports[0].first, 80);
     assert_int_equal(cfg.proxy.max_header_bytes, 65536);
+    assert_int_equal(cfg.proxy.idle_timeout, 120);
     assert_string_equal(cfg.proxy.onboarding_host, "mitm.it");
     assert_int_equal(cfg.log.body_max, 0);
 }
