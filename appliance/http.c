@@ -270,9 +270,18 @@ static void http_send_head(struct http *h)
     struct evbuffer *b = h->head;
 
     evbuffer_add_printf(b, "%s %s HTTP/%d.%d\r\n", m->method, h->path, m->major, m->minor);
-    http_head_headers(b, m);
-    if (!httpmsg_header(m, "Host"))
+    if (http_front(h)) {
+        /* absolute-form: the URL's authority is the Host (RFC 9112 3.2.2), first */
         http_head_line(b, "Host", h->host);
+        for (int i = 0; i < m->nheaders; i++)
+            if (strcasecmp(m->headers[i].name, "Host") != 0 &&
+                !httpmsg_hop_by_hop(m, m->headers[i].name))
+                http_head_line(b, m->headers[i].name, m->headers[i].value);
+    } else {
+        http_head_headers(b, m);
+        if (!httpmsg_header(m, "Host"))
+            http_head_line(b, "Host", h->host);
+    }
     if (h->upgrade_asked) {
         http_head_line(b, "Connection", "Upgrade");
         http_head_line(b, "Upgrade", httpmsg_header(m, "Upgrade"));

@@ -45,6 +45,12 @@ check "hop-by-hop headers stay with the proxy" bash -c "
 import json, sys
 h = [k.lower() for k, v in json.load(sys.stdin)[\"headers\"]]
 assert \"proxy-connection\" not in h and \"host\" in h, h'"
+check "the Host sent upstream is the URL's, whatever the client said" bash -c "
+    ip netns exec $NS_C curl -sS --max-time 10 -x http://$PROXY -H 'Host: spoofed.example' \
+        http://a.test.example:8000/seen | python3 -c '
+import json, sys
+h = [(k.lower(), v) for k, v in json.load(sys.stdin)[\"headers\"]]
+assert [v for k, v in h if k == \"host\"] == [\"a.test.example:8000\"], h'"
 check "keep-alive across two hosts on one client connection" bash -c "
     out=\$(ip netns exec $NS_C curl -sS --max-time 10 -x http://$PROXY \
         http://a.test.example/pipe/4.txt http://b.test.example:8080/pipe/5.txt) &&
