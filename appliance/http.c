@@ -30,7 +30,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define FEED_MAX (64 * 1024) /* bytes handed to the parser at once */
+#define FEED_MAX     (64 * 1024) /* bytes handed to the parser at once */
+#define COALESCE_MAX (16 * 1024) /* a response head and body sent as one TLS record up to here */
 
 enum http_state {
     H_IDLE,    /* waiting for a request head */
@@ -55,9 +56,10 @@ struct http {
     unsigned upgrade_asked : 1; /* the request asked to switch protocols */
     unsigned head_sent : 1;     /* the final response head went to the client */
     unsigned resp_done : 1;
-    unsigned close_after : 1; /* the client connection ends with this exchange */
-    unsigned closing : 1;     /* it is ending: drain, then close */
-    unsigned recorded : 1;    /* this exchange's record is written */
+    unsigned close_after : 1;  /* the client connection ends with this exchange */
+    unsigned closing : 1;      /* it is ending: drain, then close */
+    unsigned recorded : 1;     /* this exchange's record is written */
+    unsigned head_pending : 1; /* a final response head waits in head (http_flush_response) */
     /* the exchange under way */
     char *path;              /* origin-form target sent upstream */
     char *url;               /* for the record */
@@ -313,7 +315,28 @@ static void http_send_response_head(struct http *h, const struct httpmsg *m, int
     } else if (final && rq->minor == 0) {
         http_head_line(b, "Connection", "keep-alive");
     }
-    c->bytes_down += http_head_flush(h, bufferevent_get_output(c->cbev));
+    if (!final) {
+        c->bytes_down += http_head_flush(h, bufferevent_get_output(c->cbev));
+        return;
+    }
+    /* The final head waits for the first body bytes: both go out as one TLS record. */
+    evbuffer_add(b, "\r\n", 2);
+    h->head_pending = 1;
+}
+
+/* Sends a final head still waiting in h->head (with the body bytes gathered behind it) to the
+ * client, in one contiguous piece when it is small: the TLS filter writes a record per piece. */
+static void http_flush_response(struct http *h)
+{
+    size_t n = evbuffer_get_length(h->head);
+
+    if (!h->head_pending)
+        return;
+    h->head_pending = 0;
+    if (n <= COALESCE_MAX)
+        evbuffer_pullup(h->head, -1);
+    evbuffer_add_buffer(bufferevent_get_output(h->c->cbev), h->head);
+    h->c->bytes_down += n;
 }
 
 /* Sets callbacks and bounds on the upstream side. */
@@ -785,6 +808,7 @@ static void http_upstream_read(struct http *h)
         enum httpmsg_event ev;
 
         if (h->state != H_ACTIVE || h->resp_done) {
+            http_flush_response(h);
             if (len > 0) { /* nothing was asked: a server's parting words, dropped */
                 log_debug("tcp #%" PRIu64 ": %zu unsolicited bytes from upstream", c->id, len);
                 evbuffer_drain(in, len);
@@ -795,6 +819,7 @@ static void http_upstream_read(struct http *h)
         }
         if (evbuffer_get_length(bufferevent_get_output(c->cbev)) >= CONN_BUFFER_LIMIT) {
             bufferevent_setwatermark(c->cbev, EV_WRITE, CONN_BUFFER_LIMIT / 2, 0);
+            http_flush_response(h);
             return; /* the client write callback resumes */
         }
         data = http_first_chunk(in, &n);
@@ -805,6 +830,7 @@ static void http_upstream_read(struct http *h)
             evbuffer_drain(in, used);
             c->bytes_down += used;
             if (used == 0) {
+                http_flush_response(h);
                 if (c->u_eof)
                     http_upstream_gone(h, "closed the connection");
                 return;
@@ -827,10 +853,16 @@ static void http_upstream_read(struct http *h)
             break;
         case HTTPMSG_BODY:
         case HTTPMSG_DONE:
-            c->bytes_down += used;
-            evbuffer_remove_buffer(in, bufferevent_get_output(c->cbev), used);
+            if (h->head_pending && evbuffer_get_length(h->head) + used <= COALESCE_MAX) {
+                evbuffer_remove_buffer(in, h->head, used); /* counted when it goes */
+            } else {
+                http_flush_response(h);
+                evbuffer_remove_buffer(in, bufferevent_get_output(c->cbev), used);
+                c->bytes_down += used;
+            }
             if (ev == HTTPMSG_BODY || (m->status < 200 && m->status != 101))
                 break;
+            http_flush_response(h);
             if (m->status == 101 && h->upgrade_asked) { /* WebSocket and the like: raw bytes */
                 http_record(h, NULL);
                 conn_start_relay(c);
