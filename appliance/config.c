@@ -84,22 +84,15 @@ static const struct key config_keys[] = {
     {"log", "body_decode", K_BOOL, F(log.body_decode), 0, 0, NULL, "no"},
 };
 
-/* Range keys store their count right after their array (see key_parse). */
-_Static_assert(offsetof(struct config, routing.nuids) ==
-                   offsetof(struct config, routing.uids) +
-                       sizeof(((struct config *)0)->routing.uids),
-               "routing.nuids must follow routing.uids");
-_Static_assert(offsetof(struct config, proxy.nhttp_ports) ==
-                   offsetof(struct config, proxy.http_ports) +
-                       sizeof(((struct config *)0)->proxy.http_ports),
-               "proxy.nhttp_ports must follow proxy.http_ports");
-_Static_assert(offsetof(struct config, proxy.nlisten) ==
-                   offsetof(struct config, proxy.listen) +
-                       sizeof(((struct config *)0)->proxy.listen),
-               "proxy.nlisten must follow proxy.listen");
-_Static_assert(offsetof(struct config, tls.nports) ==
-                   offsetof(struct config, tls.ports) + sizeof(((struct config *)0)->tls.ports),
-               "tls.nports must follow tls.ports");
+/* List keys (ranges, listen entries) store their count right after their array (key_parse). */
+#define COUNT_FOLLOWS(array, count)                                                                \
+    _Static_assert(offsetof(struct config, count) ==                                               \
+                       offsetof(struct config, array) + sizeof(((struct config *)0)->array),       \
+                   #count " must follow " #array)
+COUNT_FOLLOWS(routing.uids, routing.nuids);
+COUNT_FOLLOWS(tls.ports, tls.nports);
+COUNT_FOLLOWS(proxy.http_ports, proxy.nhttp_ports);
+COUNT_FOLLOWS(proxy.listen, proxy.nlisten);
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 

@@ -137,36 +137,6 @@ void flowlog_close(struct flowlog *fl)
     free(fl);
 }
 
-static void append(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void append(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (*pos >= cap)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(buf + *pos, cap - *pos, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *pos = *pos + (size_t)n < cap ? *pos + (size_t)n : cap;
-}
-
-void flowlog_json_string(char *buf, size_t cap, size_t *pos, const char *s)
-{
-    append(buf, cap, pos, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            append(buf, cap, pos, "\\%c", *p);
-        else if (*p < 0x20)
-            append(buf, cap, pos, "\\u%04x", *p);
-        else
-            append(buf, cap, pos, "%c", *p);
-    }
-    append(buf, cap, pos, "\"");
-}
-
 /* "64.0 MiB" style, for people. */
 static const char *human_bytes(uint64_t n, char *buf, size_t len)
 {
@@ -179,69 +149,6 @@ static const char *human_bytes(uint64_t n, char *buf, size_t len)
     else
         snprintf(buf, len, "%.2f GiB", (double)n / (1024.0 * 1024 * 1024));
     return buf;
-}
-
-void flowlog_write(struct flowlog *fl, const struct flow_record *r)
-{
-    char client[64], server[64], up[32], down[32], ts[40], line[1024];
-    struct timespec now;
-    int64_t duration_ms;
-    struct tm tm;
-    size_t pos = 0;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    duration_ms = (int64_t)(now.tv_sec - r->mono_start.tv_sec) * 1000 +
-                  (now.tv_nsec - r->mono_start.tv_nsec) / 1000000;
-
-    netstack_endpoint_str(r->client, client, sizeof(client));
-    netstack_endpoint_str(r->server, server, sizeof(server));
-    flowlog_console(fl, "%s #%" PRIu64 " %s -> %s %s%s%s up %s down %s in %.2f s", r->type, r->id,
-                    client, server, r->end, r->error ? ": " : "", r->error ? r->error : "",
-                    human_bytes(r->bytes_up, up, sizeof(up)),
-                    human_bytes(r->bytes_down, down, sizeof(down)), (double)duration_ms / 1000);
-    if (fl->fd < 0) {
-        flowlog_queue(fl);
-        return;
-    }
-
-    gmtime_r(&r->start.tv_sec, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    append(line, sizeof(line), &pos, "{\"type\":\"%s\",\"ts\":\"%s.%03ldZ\",\"id\":%" PRIu64,
-           r->type, ts, r->start.tv_nsec / 1000000L, r->id);
-    append(line, sizeof(line), &pos, ",\"client\":\"%s\",\"server\":\"%s\"", client, server);
-    append(line, sizeof(line), &pos,
-           ",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64 ",\"duration_ms\":%" PRId64
-           ",\"end\":",
-           r->bytes_up, r->bytes_down, duration_ms);
-    flowlog_json_string(line, sizeof(line), &pos, r->end);
-    if (r->error) {
-        append(line, sizeof(line), &pos, ",\"error\":");
-        flowlog_json_string(line, sizeof(line), &pos, r->error);
-    }
-    if (r->tls) {
-        append(line, sizeof(line), &pos, ",\"tls\":{\"sni\":");
-        flowlog_json_string(line, sizeof(line), &pos, r->tls->sni);
-        append(line, sizeof(line), &pos, ",\"version\":");
-        flowlog_json_string(line, sizeof(line), &pos, r->tls->version);
-        append(line, sizeof(line), &pos, ",\"alpn\":");
-        flowlog_json_string(line, sizeof(line), &pos, r->tls->alpn);
-        append(line, sizeof(line), &pos, ",\"intercepted\":%s",
-               r->tls->intercepted ? "true" : "false");
-        if (r->tls->intercepted)
-            append(line, sizeof(line), &pos, ",\"upstream_resumed\":%s",
-                   r->tls->upstream_resumed ? "true" : "false");
-        if (!r->tls->intercepted && r->tls->error[0]) {
-            append(line, sizeof(line), &pos, ",\"reason\":");
-            flowlog_json_string(line, sizeof(line), &pos, r->tls->error);
-        }
-        append(line, sizeof(line), &pos, "}");
-    }
-    append(line, sizeof(line), &pos, "}\n");
-    if (pos >= sizeof(line))
-        log_warn("flow record #%" PRIu64 " too long for the flows file; dropped", r->id);
-    else
-        evbuffer_add(fl->file, line, pos);
-    flowlog_queue(fl);
 }
 
 /* Length of the valid UTF-8 sequence at p (of n bytes), or 0. */
@@ -354,12 +261,82 @@ static void json_ms(struct evbuffer *b, const char *key, double ms)
         evbuffer_add_printf(b, "\"%s\":%.3f", key, ms);
 }
 
+/* The "tls" object of a record, as the TLS issue defined it; nothing for NULL. */
+static void json_tls(struct evbuffer *b, const struct tls_info *tls)
+{
+    if (!tls)
+        return;
+    evbuffer_add_printf(b, ",\"tls\":{\"sni\":");
+    json_cstr(b, tls->sni);
+    evbuffer_add_printf(b, ",\"version\":");
+    json_cstr(b, tls->version);
+    evbuffer_add_printf(b, ",\"alpn\":");
+    json_cstr(b, tls->alpn);
+    evbuffer_add_printf(b, ",\"intercepted\":%s", tls->intercepted ? "true" : "false");
+    if (tls->intercepted)
+        evbuffer_add_printf(b, ",\"upstream_resumed\":%s",
+                            tls->upstream_resumed ? "true" : "false");
+    if (!tls->intercepted && tls->error[0]) {
+        evbuffer_add_printf(b, ",\"reason\":");
+        json_cstr(b, tls->error);
+    }
+    evbuffer_add(b, "}", 1);
+}
+
+/* {"type":…,"ts":…,"id":…,"client":…,"server":… — what every record begins with. */
+static void json_record_start(struct evbuffer *b, const char *type, const struct timespec *start,
+                              uint64_t id, const char *client, const char *server)
+{
+    char ts[40];
+    struct tm tm;
+
+    gmtime_r(&start->tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    evbuffer_add_printf(b,
+                        "{\"type\":\"%s\",\"ts\":\"%s.%03ldZ\",\"id\":%" PRIu64
+                        ",\"client\":\"%s\",\"server\":\"%s\"",
+                        type, ts, start->tv_nsec / 1000000L, id, client, server);
+}
+
+void flowlog_write(struct flowlog *fl, const struct flow_record *r)
+{
+    char client[64], server[64], up[32], down[32];
+    struct evbuffer *b = fl->file;
+    struct timespec now;
+    int64_t duration_ms;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    duration_ms = (int64_t)(now.tv_sec - r->mono_start.tv_sec) * 1000 +
+                  (now.tv_nsec - r->mono_start.tv_nsec) / 1000000;
+
+    netstack_endpoint_str(r->client, client, sizeof(client));
+    netstack_endpoint_str(r->server, server, sizeof(server));
+    flowlog_console(fl, "%s #%" PRIu64 " %s -> %s %s%s%s up %s down %s in %.2f s", r->type, r->id,
+                    client, server, r->end, r->error ? ": " : "", r->error ? r->error : "",
+                    human_bytes(r->bytes_up, up, sizeof(up)),
+                    human_bytes(r->bytes_down, down, sizeof(down)), (double)duration_ms / 1000);
+    if (fl->fd >= 0) {
+        json_record_start(b, r->type, &r->start, r->id, client, server);
+        evbuffer_add_printf(b,
+                            ",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64
+                            ",\"duration_ms\":%" PRId64 ",\"end\":",
+                            r->bytes_up, r->bytes_down, duration_ms);
+        json_cstr(b, r->end);
+        if (r->error) {
+            evbuffer_add_printf(b, ",\"error\":");
+            json_cstr(b, r->error);
+        }
+        json_tls(b, r->tls);
+        evbuffer_add(b, "}\n", 2);
+    }
+    flowlog_queue(fl);
+}
+
 void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
 {
     const struct httpmsg *rq = r->request;
-    char client[64], server[64], ts[40], size[32];
+    char client[64], server[64], size[32];
     struct evbuffer *b;
-    struct tm tm;
 
     netstack_endpoint_str(r->client, client, sizeof(client));
     netstack_endpoint_str(r->server, server, sizeof(server));
@@ -377,12 +354,8 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
     }
     b = fl->file;
 
-    gmtime_r(&r->start.tv_sec, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    evbuffer_add_printf(b, "{\"type\":\"http\",\"ts\":\"%s.%03ldZ\",\"id\":%" PRIu64, ts,
-                        r->start.tv_nsec / 1000000L, r->id);
-    evbuffer_add_printf(b, ",\"client\":\"%s\",\"server\":\"%s\",\"mode\":\"%s\",\"scheme\":\"%s\"",
-                        client, server, r->mode, r->scheme);
+    json_record_start(b, "http", &r->start, r->id, client, server);
+    evbuffer_add_printf(b, ",\"mode\":\"%s\",\"scheme\":\"%s\"", r->mode, r->scheme);
     evbuffer_add_printf(b, ",\"method\":");
     json_cstr(b, rq->method);
     evbuffer_add_printf(b, ",\"url\":");
@@ -397,17 +370,7 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
                         r->request_bytes, r->response_bytes);
     json_body(b, "request_body", r->request_body, r->request_body_len);
     json_body(b, "response_body", r->response_body, r->response_body_len);
-    if (r->tls) {
-        evbuffer_add_printf(b, ",\"tls\":{\"sni\":");
-        json_cstr(b, r->tls->sni);
-        evbuffer_add_printf(b, ",\"version\":");
-        json_cstr(b, r->tls->version);
-        evbuffer_add_printf(b, ",\"alpn\":");
-        json_cstr(b, r->tls->alpn);
-        evbuffer_add_printf(b, ",\"intercepted\":%s,\"upstream_resumed\":%s}",
-                            r->tls->intercepted ? "true" : "false",
-                            r->tls->upstream_resumed ? "true" : "false");
-    }
+    json_tls(b, r->tls);
     evbuffer_add_printf(b, ",\"timings\":{");
     json_ms(b, "connect_ms", r->connect_ms);
     evbuffer_add(b, ",", 1);

@@ -63,7 +63,4 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r);
 /* One "http" record; the console line reads like mitmdump's. */
 void flowlog_write_http(struct flowlog *fl, const struct http_record *r);
 
-/* Appends s to buf (at *pos, size cap) as a JSON string with quotes; never overruns. */
-void flowlog_json_string(char *buf, size_t cap, size_t *pos, const char *s);
-
 #endif
