@@ -27,17 +27,14 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-/* "HH:MM:SS.mmm level text[: suffix]\n" into buf. */
-static size_t log_vformat(char *buf, size_t len, enum log_level level, const char *fmt, va_list ap,
-                          const char *suffix)
+size_t log_prefix(char *buf, enum log_level level)
 {
     /* One line per HTTP exchange: the time is formatted once a second (per thread). */
-    static __thread char stamp[16];
+    static __thread char stamp[9];
     static __thread time_t stamp_second = -1;
     struct timespec ts;
     struct tm tm;
-    char line[1024];
-    int n;
+    long ms;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     if (ts.tv_sec != stamp_second) {
@@ -45,9 +42,29 @@ static size_t log_vformat(char *buf, size_t len, enum log_level level, const cha
         strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
         stamp_second = ts.tv_sec;
     }
+    ms = ts.tv_nsec / 1000000L;
+    memcpy(buf, stamp, 8);
+    buf[8] = '.';
+    buf[9] = (char)('0' + ms / 100);
+    buf[10] = (char)('0' + ms / 10 % 10);
+    buf[11] = (char)('0' + ms % 10);
+    buf[12] = ' ';
+    memset(buf + 13, ' ', 6);
+    memcpy(buf + 13, log_names[level], strlen(log_names[level]));
+    return LOG_PREFIX_LEN;
+}
+
+/* "HH:MM:SS.mmm level text[: suffix]\n" into buf. */
+static size_t log_vformat(char *buf, size_t len, enum log_level level, const char *fmt, va_list ap,
+                          const char *suffix)
+{
+    char prefix[LOG_PREFIX_LEN], line[1024];
+    int n;
+
+    log_prefix(prefix, level);
     vsnprintf(line, sizeof(line), fmt, ap);
-    n = snprintf(buf, len, "%s.%03ld %-5s %s%s%s\n", stamp, ts.tv_nsec / 1000000L, log_names[level],
-                 line, suffix ? ": " : "", suffix ? suffix : "");
+    n = snprintf(buf, len, "%.*s%s%s%s\n", LOG_PREFIX_LEN, prefix, line, suffix ? ": " : "",
+                 suffix ? suffix : "");
     if (n < 0)
         return 0;
     if ((size_t)n >= len) { /* cut, but still one line */
@@ -55,17 +72,6 @@ static size_t log_vformat(char *buf, size_t len, enum log_level level, const cha
         return len - 1;
     }
     return (size_t)n;
-}
-
-size_t log_format(char *buf, size_t len, enum log_level level, const char *fmt, ...)
-{
-    va_list ap;
-    size_t n;
-
-    va_start(ap, fmt);
-    n = log_vformat(buf, len, level, fmt, ap, NULL);
-    va_end(ap);
-    return n;
 }
 
 static void log_vwrite(enum log_level level, const char *fmt, va_list ap, const char *suffix)

@@ -17,11 +17,12 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 void log_errno(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
- * Formats one console line (time, level, text, newline) into buf, as log_msg prints it, for
- * callers that batch their lines (flow records). Returns its length (truncated to len - 1).
+ * The start of a console line, "HH:MM:SS.mmm level ", as log_msg prints it, into buf (which has
+ * room for LOG_PREFIX_LEN bytes, not NUL-terminated): for callers that batch their lines (flow
+ * records). Returns LOG_PREFIX_LEN.
  */
-size_t log_format(char *buf, size_t len, enum log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+#define LOG_PREFIX_LEN 19
+size_t log_prefix(char *buf, enum log_level level);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

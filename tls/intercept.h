@@ -23,11 +23,9 @@ struct tls_info {
     char version[16]; /* the client leg's, e.g. "TLSv1.3" */
     char alpn[64];    /* negotiated on both legs, "" for none */
     int intercepted;
-    int refused_cert;
-    int upstream_resumed;
-    /* the upstream leg resumed an earlier session */ /* the client refused our certificate
-                                                         (alert, or closed after it) */
-    char error[192];                                  /* why not, when not */
+    int refused_cert;     /* the client refused our certificate (alert, or closed after it) */
+    int upstream_resumed; /* the upstream leg resumed an earlier session */
+    char error[192];      /* why not, when not */
 };
 
 /*

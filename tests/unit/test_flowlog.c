@@ -1,0 +1,278 @@
+/* Unit tests for appliance/flowlog.c: records are valid JSON whatever the strings hold, with
+ * every field as given, and console lines stay one line. */
+#include "appliance/flowlog.h"
+#include "appliance/httpmsg.h"
+#include "appliance/log.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+static char dir[] = "/tmp/test_flowlog.XXXXXX";
+static char path[64], console_path[64];
+
+static struct netstack_endpoint endpoint(int family, const char *addr, uint16_t port)
+{
+    struct netstack_endpoint ep = {.family = family, .port = port};
+
+    assert_int_equal(inet_pton(family, addr, ep.addr), 1);
+    return ep;
+}
+
+/* Runs write_fn with the console on a file; returns the file's record (one line) parsed, and
+ * the console's text in console (NUL-terminated). */
+static json_t *record_of(void (*write_fn)(struct flowlog *, const void *), const void *r,
+                         char *console, size_t console_len)
+{
+    char err[256];
+    struct flowlog *fl;
+    int saved = dup(STDERR_FILENO), fd;
+    FILE *f;
+    json_error_t jerr;
+    json_t *j;
+
+    unlink(path);
+    fd = open(console_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0 && saved >= 0);
+    dup2(fd, STDERR_FILENO);
+    fl = flowlog_open(path, err, sizeof(err));
+    assert_non_null(fl);
+    write_fn(fl, r);
+    flowlog_close(fl);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+
+    f = fopen(console_path, "r");
+    assert_non_null(f);
+    console[fread(console, 1, console_len - 1, f)] = '\0';
+    fclose(f);
+    j = json_load_file(path, JSON_DISABLE_EOF_CHECK, &jerr);
+    if (!j)
+        fail_msg("record is not JSON: %s at %d", jerr.text, jerr.position);
+    return j;
+}
+
+static void write_http(struct flowlog *fl, const void *r)
+{
+    flowlog_write_http(fl, r);
+}
+
+static void write_tcp(struct flowlog *fl, const void *r)
+{
+    flowlog_write(fl, r);
+}
+
+static const char *str(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+
+    if (!json_is_string(v))
+        fail_msg("\"%s\" is not a string", key);
+    return json_string_value(v);
+}
+
+static void test_http_record_fields(void **state)
+{
+    struct netstack_endpoint client = endpoint(AF_INET, "10.0.0.2", 50000);
+    struct netstack_endpoint server = endpoint(AF_INET6, "fd00::1", 443);
+    struct httpmsg rq = {.method = "GET", .target = "/", .major = 1, .minor = 1, .nheaders = 2};
+    struct httpmsg rs = {.status = 200, .reason = "OK", .major = 1, .minor = 1, .nheaders = 1};
+    struct tls_info tls = {.sni = "example.com",
+                           .version = "TLSv1.3",
+                           .alpn = "http/1.1",
+                           .intercepted = 1,
+                           .upstream_resumed = 1};
+    static const char binary[] = {0, 1, 2, (char)0xff, (char)0xfe};
+    char console[4096];
+
+    (void)state;
+    rq.headers[0] = (struct httpmsg_header){"Host", "example.com", 0};
+    rq.headers[1] = (struct httpmsg_header){"X-Odd", "q\"b\\s\x01\xff\xc3\xa9", 0};
+    rs.headers[0] = (struct httpmsg_header){"Content-Length", "1536", 0};
+    struct http_record r = {
+        .id = 7,
+        .client = &client,
+        .server = &server,
+        .start = {.tv_sec = 1796437007, .tv_nsec = 45000000},
+        .mode = "transparent",
+        .scheme = "https",
+        .url = "https://example.com/a\x1b[2Jb",
+        .request = &rq,
+        .response = &rs,
+        .status = 200,
+        .reason = "OK",
+        .request_bytes = 0,
+        .response_bytes = 1536,
+        .tls = &tls,
+        .connect_ms = -1,
+        .tls_ms = 2.0004,
+        .ttfb_ms = 0.5,
+        .total_ms = 12.3456,
+        .request_body = "text \xc3\xa9",
+        .request_body_len = 7,
+        .response_body = binary,
+        .response_body_len = sizeof(binary),
+    };
+    json_t *j = record_of(write_http, &r, console, sizeof(console));
+
+    assert_string_equal(str(j, "type"), "http");
+    assert_string_equal(str(j, "ts"), "2026-12-05T02:16:47.045Z");
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 7);
+    assert_string_equal(str(j, "client"), "10.0.0.2:50000");
+    assert_string_equal(str(j, "server"), "[fd00::1]:443");
+    assert_string_equal(str(j, "mode"), "transparent");
+    assert_string_equal(str(j, "url"), "https://example.com/a\x1b[2Jb");
+    assert_string_equal(str(j, "http_version"), "HTTP/1.1");
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), 200);
+    /* the header value: escapes kept, the stray 0xff read as Latin-1 (U+00FF) */
+    json_t *h = json_array_get(json_object_get(j, "request_headers"), 1);
+    assert_string_equal(json_string_value(json_array_get(h, 0)), "X-Odd");
+    assert_string_equal(json_string_value(json_array_get(h, 1)), "q\"b\\s\x01\xc3\xbf\xc3\xa9");
+    assert_int_equal(json_integer_value(json_object_get(j, "response_bytes")), 1536);
+    assert_string_equal(str(j, "request_body"), "text \xc3\xa9");
+    assert_string_equal(str(j, "response_body"), "AAEC//4=");
+    assert_string_equal(str(j, "response_body_encoding"), "base64");
+    json_t *t = json_object_get(j, "tls");
+    assert_string_equal(str(t, "sni"), "example.com");
+    assert_true(json_is_true(json_object_get(t, "upstream_resumed")));
+    json_t *ms = json_object_get(j, "timings");
+    assert_int_equal(json_integer_value(json_object_get(ms, "connect_ms")), -1);
+    assert_true(json_real_value(json_object_get(ms, "tls_ms")) == 2.0);
+    assert_true(json_real_value(json_object_get(ms, "ttfb_ms")) == 0.5);
+    assert_true(json_real_value(json_object_get(ms, "total_ms")) == 12.346);
+    assert_null(json_object_get(j, "error"));
+    json_decref(j);
+
+    /* one line, the escape sequence defused */
+    assert_non_null(strstr(console,
+                           " info  10.0.0.2:50000 GET https://example.com/a?[2Jb << 200 OK "
+                           "1.5 KiB 12 ms\n"));
+    assert_int_equal(strchr(console, '\n') - console, strlen(console) - 1);
+}
+
+static void test_long_escaped_strings(void **state)
+{
+    struct netstack_endpoint ep = endpoint(AF_INET, "10.0.0.2", 1);
+    struct httpmsg rq = {.method = "POST", .target = "/", .major = 1, .minor = 0};
+    char url[20001], want[60001], console[8192];
+    size_t w = 0;
+
+    (void)state;
+    /* every escape kind, across the writer's 4 KiB blocks; a 2-byte sequence straddles some */
+    for (size_t i = 0; i < sizeof(url) - 1; i++) {
+        static const char cycle[] = "a\"\\\n\xff\xc3\xa9";
+        url[i] = cycle[i % 7];
+    }
+    url[sizeof(url) - 1] = '\0';
+    for (size_t i = 0; i < sizeof(url) - 1; i++) {
+        unsigned char ch = (unsigned char)url[i];
+        if (ch == 0xff) {
+            want[w++] = (char)0xc3;
+            want[w++] = (char)0xbf;
+        } else {
+            want[w++] = (char)ch;
+        }
+    }
+    want[w] = '\0';
+    struct http_record r = {.client = &ep,
+                            .server = &ep,
+                            .mode = "explicit",
+                            .scheme = "http",
+                            .url = url,
+                            .request = &rq,
+                            .error = "cut \"short\"",
+                            .connect_ms = -1,
+                            .tls_ms = -1,
+                            .ttfb_ms = -1,
+                            .total_ms = 0};
+    json_t *j = record_of(write_http, &r, console, sizeof(console));
+
+    assert_string_equal(str(j, "url"), want);
+    assert_string_equal(str(j, "error"), "cut \"short\"");
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), 0);
+    json_decref(j);
+    /* the console line is cut, and still one line */
+    assert_non_null(strstr(console, "... << no response: cut \"short\"\n"));
+    assert_int_equal(strchr(console, '\n') - console, strlen(console) - 1);
+}
+
+static void test_tcp_record(void **state)
+{
+    struct netstack_endpoint client = endpoint(AF_INET, "192.168.4.20", 40000);
+    struct netstack_endpoint server = endpoint(AF_INET, "93.184.216.34", 443);
+    struct tls_info tls = {.sni = "a.test", .error = "client handshake: \x01"};
+    struct flow_record r = {
+        .type = "tcp",
+        .id = 123456789012ull,
+        .client = &client,
+        .server = &server,
+        .bytes_up = 1023,
+        .bytes_down = 5ull << 30,
+        .start = {.tv_sec = 0, .tv_nsec = 999999999},
+        .end = "error",
+        .error = "reset\nby peer",
+        .tls = &tls,
+    };
+    char console[4096];
+
+    (void)state;
+    clock_gettime(CLOCK_MONOTONIC, &r.mono_start);
+    json_t *j = record_of(write_tcp, &r, console, sizeof(console));
+
+    assert_string_equal(str(j, "type"), "tcp");
+    assert_string_equal(str(j, "ts"), "1970-01-01T00:00:00.999Z");
+    assert_true(json_integer_value(json_object_get(j, "id")) == 123456789012ll);
+    assert_string_equal(str(j, "server"), "93.184.216.34:443");
+    assert_int_equal(json_integer_value(json_object_get(j, "bytes_up")), 1023);
+    assert_true(json_integer_value(json_object_get(j, "bytes_down")) == (json_int_t)5 << 30);
+    assert_string_equal(str(j, "error"), "reset\nby peer");
+    json_t *t = json_object_get(j, "tls");
+    assert_true(json_is_false(json_object_get(t, "intercepted")));
+    assert_string_equal(str(t, "reason"), "client handshake: \x01");
+    json_decref(j);
+    assert_non_null(strstr(console, "tcp #123456789012 192.168.4.20:40000 -> "
+                                    "93.184.216.34:443 error: reset?by peer up 1023 B down "
+                                    "5.00 GiB in 0.00 s\n"));
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/flows.jsonl", dir);
+    snprintf(console_path, sizeof(console_path), "%s/console", dir);
+    log_set_level(LOG_INFO);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(path);
+    unlink(console_path);
+    rmdir(dir);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_http_record_fields),
+        cmocka_unit_test(test_long_escaped_strings),
+        cmocka_unit_test(test_tcp_record),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
