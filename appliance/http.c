@@ -61,8 +61,10 @@ struct http {
     unsigned recorded : 1;     /* this exchange's record is written */
     unsigned head_pending : 1; /* a final response head waits in head (http_flush_response) */
     /* the exchange under way */
-    char *path;              /* origin-form target sent upstream */
-    char *url;               /* for the record */
+    char *path;              /* origin-form target sent upstream (in target) */
+    char *url;               /* for the record (in target) */
+    char *target;            /* path and url, kept for the next exchange */
+    size_t target_cap;
     char host[300];          /* host[:port] the request is for */
     struct timespec start;   /* CLOCK_REALTIME */
     struct timespec m_start; /* CLOCK_MONOTONIC: the request head arrived */
@@ -230,10 +232,29 @@ static void http_onboard(struct http *h, const char *path)
 /* Whether the message lets the connection carry another one (RFC 9112 9.3). */
 static int http_keep_alive(const struct httpmsg *m)
 {
-    if (httpmsg_header_has_token(m, "Connection", "close"))
+    if (m->conn_close)
         return 0;
-    return m->major > 1 || (m->major == 1 && m->minor >= 1) ||
-           httpmsg_header_has_token(m, "Connection", "keep-alive");
+    return m->major > 1 || (m->major == 1 && m->minor >= 1) || m->conn_keep_alive;
+}
+
+/* Appends the decimal digits of v. */
+static void http_head_uint(struct evbuffer *b, unsigned v)
+{
+    char digits[10], *p = digits + sizeof(digits);
+
+    do
+        *--p = (char)('0' + v % 10);
+    while (v /= 10);
+    evbuffer_add(b, p, (size_t)(digits + sizeof(digits) - p));
+}
+
+/* Appends "HTTP/major.minor". */
+static void http_head_version(struct evbuffer *b, int major, int minor)
+{
+    evbuffer_add(b, "HTTP/", 5);
+    http_head_uint(b, (unsigned)major);
+    evbuffer_add(b, ".", 1);
+    http_head_uint(b, (unsigned)minor);
 }
 
 /* Appends "name: value\r\n" (plain adds: printf costs more than the rest of the head). */
@@ -249,7 +270,7 @@ static void http_head_line(struct evbuffer *b, const char *name, const char *val
 static void http_head_headers(struct evbuffer *b, const struct httpmsg *m)
 {
     for (int i = 0; i < m->nheaders; i++)
-        if (!httpmsg_hop_by_hop(m, m->headers[i].name))
+        if (!m->headers[i].hop)
             http_head_line(b, m->headers[i].name, m->headers[i].value);
 }
 
@@ -271,13 +292,17 @@ static void http_send_head(struct http *h)
     const struct httpmsg *m = httpmsg_current(h->req);
     struct evbuffer *b = h->head;
 
-    evbuffer_add_printf(b, "%s %s HTTP/%d.%d\r\n", m->method, h->path, m->major, m->minor);
+    evbuffer_add(b, m->method, strlen(m->method));
+    evbuffer_add(b, " ", 1);
+    evbuffer_add(b, h->path, strlen(h->path));
+    evbuffer_add(b, " ", 1);
+    http_head_version(b, m->major, m->minor);
+    evbuffer_add(b, "\r\n", 2);
     if (http_front(h)) {
         /* absolute-form: the URL's authority is the Host (RFC 9112 3.2.2), first */
         http_head_line(b, "Host", h->host);
         for (int i = 0; i < m->nheaders; i++)
-            if (strcasecmp(m->headers[i].name, "Host") != 0 &&
-                !httpmsg_hop_by_hop(m, m->headers[i].name))
+            if (!m->headers[i].hop && strcasecmp(m->headers[i].name, "Host") != 0)
                 http_head_line(b, m->headers[i].name, m->headers[i].value);
     } else {
         http_head_headers(b, m);
@@ -305,7 +330,12 @@ static void http_send_response_head(struct http *h, const struct httpmsg *m, int
     int upgrade = final && m->status == 101 && h->upgrade_asked;
     struct evbuffer *b = h->head;
 
-    evbuffer_add_printf(b, "HTTP/%d.%d %d %s\r\n", m->major, m->minor, m->status, m->reason);
+    http_head_version(b, m->major, m->minor);
+    evbuffer_add(b, " ", 1);
+    http_head_uint(b, (unsigned)m->status);
+    evbuffer_add(b, " ", 1);
+    evbuffer_add(b, m->reason, strlen(m->reason));
+    evbuffer_add(b, "\r\n", 2);
     http_head_headers(b, m);
     if (upgrade && httpmsg_header(m, "Upgrade")) {
         http_head_line(b, "Connection", "Upgrade");
@@ -403,17 +433,30 @@ static int http_set_target(struct http *h, const char *scheme, const char *host,
     int default_port = (strcmp(scheme, "http") == 0 && port == 80) ||
                        (strcmp(scheme, "https") == 0 && port == 443);
     int v6 = strchr(host, ':') != NULL;
-    size_t len = strlen(scheme) + strlen(host) + strlen(path) + 16;
+    size_t slen = strlen(scheme), hlen, plen = strlen(path);
+    char *p;
 
     if (default_port)
         snprintf(h->host, sizeof(h->host), v6 ? "[%s]" : "%s", host);
     else
         snprintf(h->host, sizeof(h->host), v6 ? "[%s]:%u" : "%s:%u", host, port);
-    h->path = strdup(path);
-    h->url = malloc(len);
-    if (!h->path || !h->url)
-        return -1;
-    snprintf(h->url, len, "%s://%s%s", scheme, h->host, path);
+    hlen = strlen(h->host);
+    /* "path\0scheme://host path\0", in a buffer the next exchange reuses */
+    if (plen + slen + hlen + plen + 5 > h->target_cap) {
+        size_t cap = plen + slen + hlen + plen + 5 + 256;
+        char *grown = realloc(h->target, cap);
+        if (!grown)
+            return -1;
+        h->target = grown;
+        h->target_cap = cap;
+    }
+    p = h->path = h->target;
+    memcpy(p, path, plen + 1);
+    p = h->url = p + plen + 1;
+    memcpy(p, scheme, slen);
+    memcpy(p + slen, "://", 3);
+    memcpy(p + slen + 3, h->host, hlen);
+    memcpy(p + slen + 3 + hlen, path, plen + 1);
     return 0;
 }
 
@@ -428,9 +471,12 @@ static void http_host_name(const char *value, char *buf, size_t len)
         return;
     }
     end = strchr(value, ':');
-    snprintf(buf, len, "%.*s", end ? (int)(end - value) : (int)strlen(value), value);
-    for (char *p = buf; *p; p++)
-        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    size_t n = end ? (size_t)(end - value) : strlen(value);
+    if (n >= len)
+        n = len - 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)(value[i] >= 'A' && value[i] <= 'Z' ? value[i] + 32 : value[i]);
+    buf[n] = '\0';
 }
 
 static int http_is_onboarding(const struct http *h, const char *host)
@@ -541,11 +587,10 @@ static void http_transparent_head(struct http *h, const struct httpmsg *m)
     size_t plen = strlen(m->target) + 2;
     uint16_t port;
 
-    inet_ntop(c->server.family, c->server.addr, addr, sizeof(addr));
     if (host && *host)
         http_host_name(host, name, sizeof(name));
     else /* no Host: the address the client connected to names it */
-        snprintf(name, sizeof(name), "%s", addr);
+        inet_ntop(c->server.family, c->server.addr, name, sizeof(name));
     if (m->target[0] != '/' && m->target[0] != '*') {
         /* absolute-form on a transparent stream: its path, still to this server */
         path = malloc(plen);
@@ -571,6 +616,7 @@ static void http_transparent_head(struct http *h, const struct httpmsg *m)
         return;
     }
     /* upstream closed after the last exchange: connect again to the same destination */
+    inet_ntop(c->server.family, c->server.addr, addr, sizeof(addr));
     http_dial(h, addr, c->server.port, 1);
 }
 
@@ -611,8 +657,6 @@ static void http_exchange_done(struct http *h)
         http_close(h);
         return;
     }
-    free(h->path);
-    free(h->url);
     h->path = h->url = NULL;
     h->state = H_IDLE;
     h->req_done = h->resp_done = h->head_sent = h->recorded = 0;
@@ -978,8 +1022,7 @@ static void http_release(struct http *h)
         event_free(h->idle_ev);
     if (h->head)
         evbuffer_free(h->head);
-    free(h->path);
-    free(h->url);
+    free(h->target);
 }
 
 int http_start(struct conn *c, const char *scheme)

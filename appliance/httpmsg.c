@@ -1,6 +1,7 @@
 #include "httpmsg.h"
 
 #include <http_parser.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +113,7 @@ static int on_message_begin(http_parser *p)
 {
     struct httpmsg_reader *r = reader_of(p);
 
-    memset(&r->msg, 0, sizeof(r->msg));
+    memset(&r->msg, 0, offsetof(struct httpmsg, headers));
     r->started = 1;
     r->len = 0;
     r->piece = PIECE_NONE;
@@ -140,6 +141,34 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     return store_piece(reader_of(p), PIECE_VALUE, at, n);
 }
 
+static int list_next(const char **list, size_t *len);
+static int fixed_hop_by_hop(const char *name);
+
+/* Marks hop-by-hop headers, and notes the Connection tokens that matter to keep-alive. */
+static void mark_hop_by_hop(struct httpmsg *m)
+{
+    for (int i = 0; i < m->nheaders; i++)
+        m->headers[i].hop = fixed_hop_by_hop(m->headers[i].name);
+    for (int i = 0; i < m->nheaders; i++) {
+        const char *list = m->headers[i].value;
+        size_t len;
+
+        if (strcasecmp(m->headers[i].name, "Connection") != 0)
+            continue;
+        while (list_next(&list, &len)) {
+            const char *token = list - len;
+            if (len == 5 && strncasecmp(token, "close", 5) == 0)
+                m->conn_close = 1;
+            else if (len == 10 && strncasecmp(token, "keep-alive", 10) == 0)
+                m->conn_keep_alive = 1;
+            for (int j = 0; j < m->nheaders; j++)
+                if (!m->headers[j].hop && strncasecmp(m->headers[j].name, token, len) == 0 &&
+                    m->headers[j].name[len] == '\0')
+                    m->headers[j].hop = 1;
+        }
+    }
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct httpmsg_reader *r = reader_of(p);
@@ -152,6 +181,7 @@ static int on_headers_complete(http_parser *p)
         m->headers[i].name = r->store + r->name_off[i];
         m->headers[i].value = r->value_off[i] == SIZE_MAX ? empty : r->store + r->value_off[i];
     }
+    mark_hop_by_hop(m);
     m->major = p->http_major;
     m->minor = p->http_minor;
     if (p->type == HTTP_REQUEST) {
@@ -371,46 +401,68 @@ const char *httpmsg_header(const struct httpmsg *m, const char *name)
     return NULL;
 }
 
-/* Whether the comma-separated list in value holds token (case-insensitive, spaces trimmed). */
-static int list_has_token(const char *value, const char *token, size_t token_len)
+/*
+ * Steps *list past its next element of a comma-separated list (spaces trimmed): returns 1 with
+ * the element ending at *list (its length in *len), or 0 at the end.
+ */
+static int list_next(const char **list, size_t *len)
 {
-    const char *p = value;
+    const char *p = *list, *start, *end;
 
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if ((size_t)(end - start) == token_len && strncasecmp(start, token, token_len) == 0)
-            return 1;
-    }
-    return 0;
+    while (*p == ' ' || *p == '\t' || *p == ',')
+        p++;
+    if (!*p)
+        return 0;
+    start = p;
+    while (*p && *p != ',')
+        p++;
+    end = p;
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *len = (size_t)(end - start);
+    *list = end;
+    return 1;
 }
 
 int httpmsg_header_has_token(const struct httpmsg *m, const char *name, const char *token)
 {
-    for (int i = 0; i < m->nheaders; i++)
-        if (strcasecmp(m->headers[i].name, name) == 0 &&
-            list_has_token(m->headers[i].value, token, strlen(token)))
-            return 1;
+    size_t want = strlen(token), len;
+
+    for (int i = 0; i < m->nheaders; i++) {
+        const char *list = m->headers[i].value;
+        if (strcasecmp(m->headers[i].name, name) != 0)
+            continue;
+        while (list_next(&list, &len))
+            if (len == want && strncasecmp(list - len, token, len) == 0)
+                return 1;
+    }
     return 0;
+}
+
+/* The hop-by-hop headers RFC 9110 7.6.1 names, and those of RFC 7230 6.1 still sent. */
+static int fixed_hop_by_hop(const char *name)
+{
+    switch (name[0] | 0x20) { /* each header is checked: one comparison for most */
+    case 'c':
+        return strcasecmp(name, "Connection") == 0;
+    case 'k':
+        return strcasecmp(name, "Keep-Alive") == 0;
+    case 'p':
+        return strncasecmp(name, "Proxy-", 6) == 0 && (strcasecmp(name + 6, "Connection") == 0 ||
+                                                       strcasecmp(name + 6, "Authenticate") == 0 ||
+                                                       strcasecmp(name + 6, "Authorization") == 0);
+    case 't':
+        return strcasecmp(name, "TE") == 0 || strcasecmp(name, "Trailer") == 0;
+    case 'u':
+        return strcasecmp(name, "Upgrade") == 0;
+    default:
+        return 0;
+    }
 }
 
 int httpmsg_hop_by_hop(const struct httpmsg *m, const char *name)
 {
-    static const char *const fixed[] = {
-        "Connection",          "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-        "Proxy-Authorization", "TE",         "Trailer",          "Upgrade",
-    };
-
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (strcasecmp(name, fixed[i]) == 0)
-            return 1;
-    return httpmsg_header_has_token(m, "Connection", name);
+    return fixed_hop_by_hop(name) || httpmsg_header_has_token(m, "Connection", name);
 }
 
 static int copy_field(const char *target, const struct http_parser_url *u, int field, char *out,

@@ -31,6 +31,7 @@ enum httpmsg_event {
 
 struct httpmsg_header {
     const char *name, *value; /* NUL-terminated, inside the message's store */
+    int hop;                  /* hop-by-hop: httpmsg_hop_by_hop(m, name), found once */
 };
 
 /* One message's head. Pointers stay valid until the next message starts. */
@@ -40,15 +41,18 @@ struct httpmsg {
     int status;         /* responses */
     const char *reason; /* responses: the reason phrase */
     int major, minor;   /* HTTP version */
-    struct httpmsg_header headers[HTTPMSG_MAX_HEADERS];
     int nheaders;
-    unsigned chunked : 1;    /* Transfer-Encoding: chunked */
-    unsigned has_length : 1; /* Content-Length given */
-    unsigned keep_alive : 1; /* the connection may carry another message after this one */
-    unsigned upgrade : 1;    /* requests: asks to switch protocols; responses: 101 */
-    unsigned until_eof : 1;  /* responses: the body ends when the connection does */
+    unsigned chunked : 1;         /* Transfer-Encoding: chunked */
+    unsigned has_length : 1;      /* Content-Length given */
+    unsigned keep_alive : 1;      /* the connection may carry another message after this one */
+    unsigned upgrade : 1;         /* requests: asks to switch protocols; responses: 101 */
+    unsigned until_eof : 1;       /* responses: the body ends when the connection does */
+    unsigned conn_close : 1;      /* a Connection header names "close" */
+    unsigned conn_keep_alive : 1; /* a Connection header names "keep-alive" */
     uint64_t content_length;
     uint64_t body_bytes; /* decoded body bytes so far (chunk framing excluded) */
+    /* last: a new message clears what comes before it only */
+    struct httpmsg_header headers[HTTPMSG_MAX_HEADERS];
 };
 
 struct httpmsg_reader;

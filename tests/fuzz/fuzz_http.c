@@ -47,7 +47,11 @@ static void fuzz_stream(int is_request, const char *data, size_t size, size_t st
             } else {
                 CHECK(m->reason != NULL);
             }
-            httpmsg_hop_by_hop(m, "Connection");
+            /* what the head's parse found agrees with the lookups by name */
+            for (int i = 0; i < m->nheaders; i++)
+                CHECK(m->headers[i].hop == httpmsg_hop_by_hop(m, m->headers[i].name));
+            CHECK(m->conn_close == httpmsg_header_has_token(m, "Connection", "close"));
+            CHECK(m->conn_keep_alive == httpmsg_header_has_token(m, "Connection", "keep-alive"));
         }
         if (ev == HTTPMSG_DONE)
             dones++;

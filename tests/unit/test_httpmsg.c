@@ -71,8 +71,39 @@ static void test_get_pieces(void **state)
         assert_true(httpmsg_hop_by_hop(m, "x-a"));
         assert_true(httpmsg_hop_by_hop(m, "Proxy-Authorization"));
         assert_false(httpmsg_hop_by_hop(m, "Host"));
+        /* the same, found once while the head was read */
+        assert_false(m->headers[0].hop);
+        assert_true(m->headers[1].hop);
+        assert_true(m->headers[2].hop);
+        assert_true(m->conn_keep_alive);
+        assert_false(m->conn_close);
         httpmsg_reader_free(r);
     }
+}
+
+/* A second message on the reader starts clean: flags and headers are its own. */
+static void test_second_message_is_fresh(void **state)
+{
+    static const char req[] = "GET /1 HTTP/1.1\r\nConnection: close, Te\r\nTE: trailers\r\n"
+                              "Content-Length: 1\r\n\r\nx"
+                              "GET /2 HTTP/1.0\r\nTe: x\r\n\r\n";
+    struct httpmsg_reader *r = httpmsg_reader_new(1, 4096);
+    const struct httpmsg *m = httpmsg_current(r);
+    size_t off = 0, used;
+
+    (void)state;
+    assert_int_equal(httpmsg_feed(r, req, strlen(req), &used), HTTPMSG_HEAD);
+    assert_true(m->conn_close && m->has_length && m->headers[1].hop);
+    off += used;
+    assert_int_equal(httpmsg_feed(r, req + off, strlen(req) - off, &used), HTTPMSG_DONE);
+    off += used;
+    assert_int_equal(httpmsg_feed(r, req + off, strlen(req) - off, &used), HTTPMSG_HEAD);
+    assert_string_equal(m->target, "/2");
+    assert_int_equal(m->nheaders, 1);
+    assert_false(m->conn_close || m->conn_keep_alive || m->has_length);
+    assert_true(m->headers[0].hop); /* TE, in any case */
+    assert_int_equal(m->minor, 0);
+    httpmsg_reader_free(r);
 }
 
 static void test_chunked_body_is_raw(void **state)
@@ -250,9 +281,13 @@ static void test_sniff_and_base64(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_get_pieces),       cmocka_unit_test(test_chunked_body_is_raw),
-        cmocka_unit_test(test_response_framing), cmocka_unit_test(test_upgrade),
-        cmocka_unit_test(test_errors),           cmocka_unit_test(test_split_target),
+        cmocka_unit_test(test_get_pieces),
+        cmocka_unit_test(test_second_message_is_fresh),
+        cmocka_unit_test(test_chunked_body_is_raw),
+        cmocka_unit_test(test_response_framing),
+        cmocka_unit_test(test_upgrade),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_split_target),
         cmocka_unit_test(test_sniff_and_base64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
