@@ -17,9 +17,14 @@
 
 /*
  * Records are batched: appended to file (JSON Lines) and console (lines for people), and
- * written once per event-loop pass by flush_ev, so that a burst of short HTTP exchanges costs
- * two writes, not two per exchange. Unattached (no loop), each record is written at once.
+ * written FLUSH_MS after the first of a batch, or at once when FLUSH_BYTES wait, so that a
+ * burst of short HTTP exchanges costs two writes every few hundred records, not two per loop
+ * pass (which cost 2 us an exchange). Unattached (no loop), each record is written at once;
+ * detaching (the appliance stops) writes what waits.
  */
+#define FLUSH_MS    50
+#define FLUSH_BYTES (64 * 1024)
+
 struct flowlog {
     int fd;                /* -1: console only */
     struct evbuffer *file; /* JSON Lines waiting for fd */
@@ -58,15 +63,20 @@ static void flowlog_flush_cb(evutil_socket_t fd, short what, void *arg)
     flowlog_flush(arg);
 }
 
-/* Queues what r's writer built; writes at once when unattached. */
+/* Queues what a writer built: written when the batch is old or large enough. */
 static void flowlog_queue(struct flowlog *fl)
 {
-    if (!fl->flush_ev) {
+    static const struct timeval later = {0, FLUSH_MS * 1000};
+
+    if (!fl->flush_ev ||
+        evbuffer_get_length(fl->file) + evbuffer_get_length(fl->console) >= FLUSH_BYTES) {
+        if (fl->flush_ev)
+            event_del(fl->flush_ev);
         flowlog_flush(fl);
         return;
     }
     if (!event_pending(fl->flush_ev, EV_TIMEOUT, NULL))
-        event_active(fl->flush_ev, EV_TIMEOUT, 0);
+        event_add(fl->flush_ev, &later);
 }
 
 int flowlog_attach(struct flowlog *fl, struct event_base *base)

@@ -182,6 +182,23 @@ e2e_tcp_open() {
 }
 
 # Waits (bounded) until no TCP connection is open; prints the count and fails if it stays > 0.
+# Records are written in batches (every 50 ms): waits until the flows file has stopped growing
+# for 0.3 s (at most 5 s), for checks that count records rather than wait for one.
+e2e_records_settle() {
+    local size last=-1 still=0
+    for _ in $(seq 50); do
+        size=$(stat -c %s "$FLOWS" 2>/dev/null || echo 0)
+        if [ "$size" = "$last" ]; then
+            still=$((still + 1))
+            [ $still -ge 3 ] && return 0
+        else
+            still=0
+        fi
+        last=$size
+        sleep 0.1
+    done
+}
+
 e2e_wait_tcp_drained() {
     local n
     for _ in $(seq ${1:-30}); do
@@ -281,6 +298,8 @@ gzip on; gzip_types text/plain; gzip_min_length 1;
 server { listen 443 ssl http2 default_server; listen [::]:443 ssl http2 default_server; ssl_certificate $P/default.crt; ssl_certificate_key $P/default.key; root $WORK/www; }
 server { listen 443 ssl http2; listen [::]:443 ssl http2; server_name a.test.example; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key; root $WORK/www; }
 server { listen 443 ssl http2; listen [::]:443 ssl http2; server_name b.test.example; ssl_certificate $P/b.crt; ssl_certificate_key $P/b.key; root $WORK/www; }
+server { listen 8443 ssl; ssl_certificate $P/a.crt; ssl_certificate_key $P/a.key; root $WORK/www; keepalive_timeout 1s; }
+server { listen 8081; root $WORK/www; keepalive_timeout 1s; }
 CONF
     e2e_start_nginx
     ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" http-echo-server 8000 &

@@ -15,6 +15,7 @@ fetch() { # url [setpriv args]
     [ "$got" = "$want" ] || { echo "sha256 $got, want $want"; return 1; }
 }
 records_to() { # count of TCP records to server
+    e2e_records_settle
     python3 -c "
 import json, sys
 n = sum(1 for l in open('$FLOWS') if json.loads(l)['server'] == sys.argv[1] and json.loads(l)['type'] == 'tcp')
@@ -50,6 +51,7 @@ e2e_start_device --set routing.uids=12345
 check "uids: root's traffic stays direct" fetch http://10.98.3.2/file.bin
 check "uids: no record for root's connection" exactly_one_record 10.98.3.2:80
 check "uids: user 12345 goes through the TUN" fetch http://10.98.3.2/file.bin setpriv --reuid=12345 --regid=12345 --clear-groups
+e2e_records_settle
 check "uids: user 12345 recorded" bash -c "[ \$(python3 -c \"import json;print(sum(1 for l in open('$FLOWS') if json.loads(l)['server']=='10.98.3.2:80' and json.loads(l)['type']=='tcp'))\") = 2 ]"
 
 # A crash leaves rules behind; the next start removes them first.

@@ -148,8 +148,11 @@ check "403 for a client not on the TUN's or a listening interface's network" bas
     ip netns exec $NS_S curl -sS --max-time 10 -x http://$PROXY http://a.test.example/ | grep -q 'may not use this proxy'"
 
 # --- HAR -------------------------------------------------------------------------------------
+# one snapshot of the records for both sides of the comparison (records are written in batches)
+check "record: the 403" e2e_http_record 'r["status"]==403'
+cp "$FLOWS" "$WORK/snapshot.jsonl"
 check "HAR: every http record, as HAR 1.2" bash -c "
-    $MITMTUN har $FLOWS >$WORK/flows.har && python3 - $WORK/flows.har $FLOWS <<'PY'
+    $MITMTUN har $WORK/snapshot.jsonl >$WORK/flows.har && python3 - $WORK/flows.har $WORK/snapshot.jsonl <<'PY'
 import json, sys
 har = json.load(open(sys.argv[1]))
 records = [r for r in map(json.loads, open(sys.argv[2])) if r['type'] == 'http']

@@ -30,6 +30,7 @@ check "500 concurrent connections complete byte-exact (IPv4)" \
     in_c $TOOLS concurrent 10.99.2.2 80 500 /small.bin "$small"
 check "500 concurrent connections complete byte-exact (IPv6)" \
     in_c $TOOLS concurrent fd99:2::2 80 500 /small.bin "$small"
+e2e_records_settle
 check "all 1000 recorded as closed" python3 -c "
 import json
 recs = [r for r in map(json.loads, open('$FLOWS')) if r['type'] == 'tcp']
