@@ -258,10 +258,10 @@ static void conn_finish_upstream(struct conn *c)
         bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
         return;
     }
+    /* TLS has no half-close: close_notify, then the FIN, and the server closes in answer */
     if (c->ubev != c->u_raw)
-        tls_close_notify(c->ubev); /* TLS has no half-close: the server closes in answer */
-    else
-        shutdown(bufferevent_getfd(c->u_raw), SHUT_WR);
+        tls_close_notify(c->ubev);
+    shutdown(bufferevent_getfd(c->u_raw), SHUT_WR);
     c->c_done = 1;
     conn_maybe_done(c);
 }

@@ -61,9 +61,9 @@ struct http {
     unsigned recorded : 1;     /* this exchange's record is written */
     unsigned head_pending : 1; /* a final response head waits in head (http_flush_response) */
     /* the exchange under way */
-    char *path;              /* origin-form target sent upstream (in target) */
-    char *url;               /* for the record (in target) */
-    char *target;            /* path and url, kept for the next exchange */
+    char *path;   /* origin-form target sent upstream (in target) */
+    char *url;    /* for the record (in target) */
+    char *target; /* path and url, kept for the next exchange */
     size_t target_cap;
     char host[300];          /* host[:port] the request is for */
     struct timespec start;   /* CLOCK_REALTIME */
@@ -372,6 +372,31 @@ static void http_flush_response(struct http *h)
 /* Sets callbacks and bounds on the upstream side. */
 static void http_wire_upstream(struct http *h);
 
+/* The upstream connection is ready: the request head goes out, its body follows. */
+static void http_upstream_ready(struct http *h)
+{
+    http_wire_upstream(h);
+    http_send_head(h);
+    http_client_read(h);
+}
+
+static void http_tls_reconnected(void *arg, struct bufferevent *upstream, const char *error)
+{
+    struct http *h = arg;
+    struct conn *c = h->c;
+    char msg[256];
+
+    c->handshake = NULL;
+    c->tls_ms = conn_ms_since(&c->tls_at);
+    if (!upstream) {
+        snprintf(msg, sizeof(msg), "TLS to the upstream server failed: %s", error);
+        http_fail(h, 502, "Bad Gateway", NULL, msg);
+        return;
+    }
+    c->ubev = upstream;
+    http_upstream_ready(h);
+}
+
 static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
                         enum dial_error why, const char *message)
 {
@@ -396,10 +421,16 @@ static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
     }
     c->server = *peer;
     c->connect_ms = conn_ms_since(&h->m_start);
+    if (!h->connecting && c->tls && c->tls->intercepted) {
+        /* a decrypted stream's request goes out encrypted again: TLS as on the first leg */
+        clock_gettime(CLOCK_MONOTONIC, &c->tls_at);
+        c->handshake = tls_reconnect(c->w->tls, c->u_raw, c->tls, http_tls_reconnected, h);
+        if (!c->handshake)
+            http_fail(h, 502, "Bad Gateway", NULL, "cannot start TLS to the upstream server");
+        return;
+    }
     if (!h->connecting) {
-        http_wire_upstream(h);
-        http_send_head(h);
-        http_client_read(h);
+        http_upstream_ready(h);
         return;
     }
     /* CONNECT: the tunnel is open; what flows in it is classified like a new stream. */

@@ -13,8 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RAW_WRITE_HIGH (128 * 1024) /* ciphertext queued on a raw side before the filter waits */
-#define SESSIONS       256          /* upstream TLS sessions kept for resumption */
+#define RAW_WRITE_HIGH  (128 * 1024) /* ciphertext queued for the client before the filter waits */
+#define UPSTREAM_IO_MAX (256 * 1024) /* bytes one upstream socket read or write may move */
+#define SESSIONS        256          /* upstream TLS sessions kept for resumption */
 
 /* An upstream session to resume, by the server name it was made for. */
 struct upstream_session {
@@ -37,7 +38,8 @@ struct tls_session {
     struct bufferevent *craw, *uraw; /* the caller's */
     struct bufferevent *cf, *uf;     /* our filters while handshaking */
     struct tls_info *info;
-    tls_ready_cb cb;
+    tls_ready_cb cb;     /* tls_intercept's */
+    tls_upstream_cb ucb; /* tls_reconnect's */
     void *arg;
     char sni[256];
     unsigned char alpn[256]; /* what upstream selected */
@@ -62,7 +64,10 @@ void tls_filter_free(struct bufferevent *filter)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(filter);
 
-    bufferevent_free(filter); /* unlinks from the raw bufferevent, which stays */
+    bufferevent_free(filter); /* the raw bufferevent or socket under it stays */
+    /* Freed without close_notify, OpenSSL would drop the session (its resumption ticket) as
+     * bad; a fatal alert already did that for a connection that failed. */
+    SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
     SSL_free(ssl);
 }
 
@@ -88,11 +93,15 @@ void tls_cancel(struct tls_session *s)
 static void session_fail(struct tls_session *s)
 {
     tls_ready_cb cb = s->cb;
+    tls_upstream_cb ucb = s->ucb;
     void *arg = s->arg;
     const char *error = s->info->error;
 
     session_free(s);
-    cb(arg, NULL, NULL, error);
+    if (ucb)
+        ucb(arg, NULL, error);
+    else
+        cb(arg, NULL, NULL, error);
 }
 
 /* A fatal handshake_failure alert, in a TLS 1.2 record: all a client gets when upstream's
@@ -165,6 +174,26 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* The upstream handshake ended: whether it succeeded with a certificate we accept. */
+static int upstream_ok(struct tls_session *s, struct bufferevent *bev, short what)
+{
+    SSL *ussl = bufferevent_openssl_get_ssl(bev);
+    long verdict;
+
+    if (!(what & BEV_EVENT_CONNECTED)) {
+        set_error(s, "upstream handshake: ",
+                  what & BEV_EVENT_EOF ? "the server closed the connection" : NULL);
+        return 0;
+    }
+    s->info->upstream_resumed = SSL_session_reused(ussl);
+    verdict = SSL_get_verify_result(ussl);
+    if (verdict != X509_V_OK && s->e->verify) {
+        set_error(s, "upstream certificate: ", X509_verify_cert_error_string(verdict));
+        return -1;
+    }
+    return 1;
+}
+
 /* Upstream answered: check it, forge its certificate, and answer the client. */
 static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
 {
@@ -172,19 +201,11 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
     SSL *ussl = bufferevent_openssl_get_ssl(bev), *cssl;
     const unsigned char *alpn;
     X509 *peer, *leaf;
-    long verdict;
+    int ok = upstream_ok(s, bev, what);
 
-    if (!(what & BEV_EVENT_CONNECTED)) {
-        set_error(s, "upstream handshake: ",
-                  what & BEV_EVENT_EOF ? "the server closed the connection" : NULL);
-        session_fail(s);
-        return;
-    }
-    s->info->upstream_resumed = SSL_session_reused(ussl);
-    verdict = SSL_get_verify_result(ussl);
-    if (verdict != X509_V_OK && s->e->verify) {
-        set_error(s, "upstream certificate: ", X509_verify_cert_error_string(verdict));
+    if (ok < 0)
         send_alert(s->craw);
+    if (ok <= 0) {
         session_fail(s);
         return;
     }
@@ -245,12 +266,56 @@ static int keep_session(SSL *ssl, SSL_SESSION *session)
     return 1; /* ours now */
 }
 
+/*
+ * The upstream leg's TLS runs straight on raw's socket (OpenSSL reads and writes it): no
+ * ciphertext buffer in between. raw is disabled and keeps the socket, to reset and close it.
+ */
+static struct bufferevent *upstream_bev(struct bufferevent *raw, SSL *ssl)
+{
+    struct bufferevent *bev;
+
+    bufferevent_disable(raw, EV_READ | EV_WRITE);
+    bufferevent_setcb(raw, NULL, NULL, NULL, NULL);
+    bev = bufferevent_openssl_socket_new(bufferevent_get_base(raw), bufferevent_getfd(raw), ssl,
+                                         BUFFEREVENT_SSL_CONNECTING, BEV_OPT_DEFER_CALLBACKS);
+    if (!bev)
+        return NULL;
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    bufferevent_set_max_single_read(bev, UPSTREAM_IO_MAX);
+    bufferevent_set_max_single_write(bev, UPSTREAM_IO_MAX);
+    return bev;
+}
+
+/* An upstream SSL asking for sni (none for ""), verifying it, resuming an earlier session. */
+static SSL *upstream_ssl(struct tls_engine *e, const char *sni, const unsigned char *alpn,
+                         size_t alpn_len)
+{
+    SSL *ssl = SSL_new(e->upstream_ctx);
+
+    if (!ssl)
+        return NULL;
+    if (*sni && (!SSL_set_tlsext_host_name(ssl, sni) || !SSL_set1_host(ssl, sni)))
+        goto fail;
+    if (*sni) {
+        struct upstream_session *known = session_slot(e, sni);
+        if (known)
+            SSL_set_session(ssl, known->session);
+    }
+    if (alpn_len && SSL_set_alpn_protos(ssl, alpn, (unsigned)alpn_len) != 0)
+        goto fail;
+    return ssl;
+
+fail:
+    SSL_free(ssl);
+    return NULL;
+}
+
 struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
                                   struct bufferevent *upstream_raw, const struct clienthello *ch,
                                   struct tls_info *info, tls_ready_cb cb, void *arg)
 {
     struct tls_session *s = calloc(1, sizeof(*s));
-    SSL *ussl = SSL_new(e->upstream_ctx);
+    SSL *ussl = upstream_ssl(e, ch->sni, ch->alpn, ch->alpn_len);
 
     if (!s || !ussl)
         goto fail;
@@ -262,29 +327,66 @@ struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *clie
     s->arg = arg;
     snprintf(s->sni, sizeof(s->sni), "%s", ch->sni);
     snprintf(info->sni, sizeof(info->sni), "%s", ch->sni);
-    if (*ch->sni && (!SSL_set_tlsext_host_name(ussl, ch->sni) || !SSL_set1_host(ussl, ch->sni)))
-        goto fail;
-    if (*ch->sni) {
-        struct upstream_session *known = session_slot(e, ch->sni);
-        if (known)
-            SSL_set_session(ussl, known->session);
-    }
-    if (ch->alpn_len && SSL_set_alpn_protos(ussl, ch->alpn, (unsigned)ch->alpn_len) != 0)
-        goto fail;
     /* Respect the client's version range on the upstream leg. */
     SSL_set_min_proto_version(ussl, ch->min_version);
     SSL_set_max_proto_version(ussl, ch->max_version);
     bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
-    bufferevent_setwatermark(upstream_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
-    s->uf = bufferevent_openssl_filter_new(bufferevent_get_base(upstream_raw), upstream_raw, ussl,
-                                           BUFFEREVENT_SSL_CONNECTING, BEV_OPT_DEFER_CALLBACKS);
+    s->uf = upstream_bev(upstream_raw, ussl);
     if (!s->uf)
         goto fail;
     ussl = NULL;
-    bufferevent_openssl_set_allow_dirty_shutdown(s->uf, 1);
     bufferevent_setcb(s->uf, NULL, NULL, upstream_eventcb, s);
-    /* The socket is connected already: have the filter send its ClientHello. */
-    bufferevent_trigger(upstream_raw, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
+    bufferevent_enable(s->uf, EV_READ | EV_WRITE);
+    return s;
+
+fail:
+    SSL_free(ussl);
+    free(s);
+    ERR_clear_error();
+    return NULL;
+}
+
+static void reconnect_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct tls_session *s = arg;
+    tls_upstream_cb ucb = s->ucb;
+    void *cbarg = s->arg;
+
+    if (upstream_ok(s, bev, what) <= 0) {
+        session_fail(s);
+        return;
+    }
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    free(s);
+    ucb(cbarg, bev, NULL);
+}
+
+struct tls_session *tls_reconnect(struct tls_engine *e, struct bufferevent *upstream_raw,
+                                  struct tls_info *info, tls_upstream_cb cb, void *arg)
+{
+    struct tls_session *s = calloc(1, sizeof(*s));
+    unsigned char alpn[sizeof(info->alpn) + 1];
+    size_t alpn_len = strlen(info->alpn);
+    SSL *ussl;
+
+    /* Offer only what the client leg agreed on: the stream carries that protocol. */
+    alpn[0] = (unsigned char)alpn_len;
+    memcpy(alpn + 1, info->alpn, alpn_len);
+    ussl = upstream_ssl(e, info->sni, alpn, alpn_len ? alpn_len + 1 : 0);
+    if (!s || !ussl)
+        goto fail;
+    s->e = e;
+    s->uraw = upstream_raw;
+    s->info = info;
+    s->ucb = cb;
+    s->arg = arg;
+    snprintf(s->sni, sizeof(s->sni), "%s", info->sni);
+    s->uf = upstream_bev(upstream_raw, ussl);
+    if (!s->uf)
+        goto fail;
+    ussl = NULL;
+    bufferevent_setcb(s->uf, NULL, NULL, reconnect_eventcb, s);
+    bufferevent_enable(s->uf, EV_READ | EV_WRITE);
     return s;
 
 fail:
@@ -325,6 +427,9 @@ struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_f
     if (!e->upstream_ctx || !e->client_ctx || !e->forge)
         goto fail;
     SSL_CTX_set_verify(e->upstream_ctx, SSL_VERIFY_NONE, NULL); /* judged after the handshake */
+    /* A server that closes without close_notify has ended the stream (OpenSSL 3 calls it an
+     * error); the HTTP layer knows where its messages end. */
+    SSL_CTX_set_options(e->upstream_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_app_data(e->upstream_ctx, e);
     SSL_CTX_set_app_data(e->client_ctx, e);
     SSL_CTX_set_session_cache_mode(e->upstream_ctx,

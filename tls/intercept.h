@@ -29,10 +29,11 @@ struct tls_info {
 };
 
 /*
- * Handshakes done: client and upstream are the plaintext filters over the raw bufferevents
- * (free them with tls_filter_free before the raw ones). Or error says why not; the filters are
- * gone and the raw bufferevents have no callbacks; for an upstream certificate that failed
- * verification a TLS alert already waits in the client's output.
+ * Handshakes done: client is the plaintext filter over client_raw, upstream the plaintext side
+ * of TLS run straight on upstream_raw's socket (upstream_raw stays, disabled, to close it); free
+ * both with tls_filter_free before the raw ones. Or error says why not; the TLS bufferevents
+ * are gone and the raw ones have no callbacks (upstream_raw is disabled); for an upstream
+ * certificate that failed verification a TLS alert already waits in the client's output.
  */
 typedef void (*tls_ready_cb)(void *arg, struct bufferevent *client, struct bufferevent *upstream,
                              const char *error);
@@ -50,10 +51,21 @@ void tls_engine_free(struct tls_engine *e);
 struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
                                   struct bufferevent *upstream_raw, const struct clienthello *ch,
                                   struct tls_info *info, tls_ready_cb cb, void *arg);
+/*
+ * A later upstream connection for an intercepted stream (the server closed the first between
+ * two HTTP exchanges): TLS on upstream_raw, which is connected, with info's SNI and ALPN and
+ * the same verification. cb gets the plaintext bufferevent (free it with tls_filter_free before
+ * upstream_raw), or NULL and why. info->upstream_resumed is updated.
+ */
+typedef void (*tls_upstream_cb)(void *arg, struct bufferevent *upstream, const char *error);
+struct tls_session *tls_reconnect(struct tls_engine *e, struct bufferevent *upstream_raw,
+                                  struct tls_info *info, tls_upstream_cb cb, void *arg);
+
 /* Abandons a handshake in progress; cb will not run. */
 void tls_cancel(struct tls_session *s);
 
-/* Queues close_notify on a filter (it lands in the raw bufferevent's output). */
+/* Queues close_notify on a TLS bufferevent (client leg: in the raw bufferevent's output;
+ * upstream leg: written to the socket). */
 void tls_close_notify(struct bufferevent *filter);
 /* Frees a filter from tls_ready_cb and its SSL; the raw bufferevent under it stays. */
 void tls_filter_free(struct bufferevent *filter);

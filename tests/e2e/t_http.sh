@@ -102,6 +102,17 @@ check "record: the CA page" e2e_http_record 'r["url"]=="http://mitm.it/cert/cer"
 check "unknown page: 404" bash -c "
     ip netns exec $NS_C curl -sS --max-time 10 -o /dev/null -w '%{http_code}' http://10.200.0.1/nope | grep -qx 404"
 
+# The server closes an idle keep-alive connection (nginx: keepalive_timeout 1s) while the
+# client's stays open: the next request is sent on a new upstream connection, TLS when the
+# stream is.
+check "HTTP: a request after the server closed between requests" \
+    in_c $TOOLS pause-get $S 8081 2
+check "HTTPS: a request after the server closed between requests" \
+    in_c $TOOLS pause-get $S 8443 2 "$CA" a.test.example
+check "record: the second HTTPS request went out over TLS again" e2e_http_record '
+    r["url"]=="https://a.test.example:8443/index.html?again" and r["status"]==200
+    and r["timings"]["connect_ms"]>=0 and r["timings"]["tls_ms"]>=0'
+
 check "every connection closed" e2e_wait_tcp_drained 10
 e2e_stop_appliance
 

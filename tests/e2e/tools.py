@@ -3,6 +3,7 @@ import asyncio
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -439,6 +440,36 @@ def idle_closed(host, port, seconds):
     waited = time.time() - start
     print(f"closed after {waited:.1f} s idle")
     return 0 if float(seconds) - 0.5 <= waited <= float(seconds) + 2 else 1
+
+
+def pause_get(host, port, seconds, cafile="", name=""):
+    """Two GETs of /index.html (the second with "?again") on one keep-alive connection (TLS when cafile is given, with name
+    as SNI), seconds apart: both must be 200 with nginx's page, whatever the server did with its
+    side of the connection meanwhile."""
+    s = _connect(host, port)
+    if cafile:
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.set_alpn_protocols(["http/1.1"])
+        s = ctx.wrap_socket(s, server_hostname=name or host)
+    f = s.makefile("rb")
+    for i in range(2):
+        if i:
+            time.sleep(float(seconds))
+        target = "/index.html?again" if i else "/index.html"
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: {name or host}\r\n\r\n".encode())
+        status = f.readline().decode("latin-1").strip()
+        length = 0
+        while True:
+            line = f.readline().decode("latin-1").strip()
+            if not line:
+                break
+            if line.lower().startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        body = f.read(length).decode("latin-1")
+        print(f"request {i + 1}: {status} {body.strip()!r}")
+        if not status.startswith("HTTP/1.1 200") or body != "hello from nginx\n":
+            return 1
+    return 0
 
 
 def connect_tunnel(proxy, target, expect):
