@@ -170,7 +170,7 @@ static inline int out_room(struct out *o, size_t n)
     return n <= o->cap - o->len && !o->failed ? 0 : out_grow(o, n);
 }
 
-static void out_mem(struct out *o, const void *s, size_t n)
+static inline void out_mem(struct out *o, const void *s, size_t n)
 {
     if (out_room(o, n) < 0)
         return;

@@ -14,8 +14,11 @@
 #include <string.h>
 
 #define RAW_WRITE_HIGH  (128 * 1024) /* ciphertext queued for the client before the filter waits */
-#define UPSTREAM_IO_MAX (256 * 1024) /* bytes one upstream socket read or write may move */
-#define SESSIONS        256          /* upstream TLS sessions kept for resumption */
+#define UPSTREAM_IO_MAX (256 * 1024) /* bytes one upstream socket write may move */
+/* One TLS record's plaintext at most: SSL_read returns no more, and libevent reserves this
+ * much for each read (at 128 KiB, malloc returned memory with brk about once per request). */
+#define TLS_READ_MAX (16 * 1024)
+#define SESSIONS     256 /* upstream TLS sessions kept for resumption */
 
 /* An upstream session to resume, by the server name it was made for. */
 struct upstream_session {
@@ -235,6 +238,7 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(s->cf, 1);
+    bufferevent_set_max_single_read(s->cf, TLS_READ_MAX);
     bufferevent_setcb(s->cf, NULL, NULL, client_eventcb, s);
     /* The ClientHello already waits in the raw input: have the filter read it. */
     bufferevent_trigger(s->craw, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
@@ -281,7 +285,7 @@ static struct bufferevent *upstream_bev(struct bufferevent *raw, SSL *ssl)
     if (!bev)
         return NULL;
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    bufferevent_set_max_single_read(bev, UPSTREAM_IO_MAX);
+    bufferevent_set_max_single_read(bev, TLS_READ_MAX);
     bufferevent_set_max_single_write(bev, UPSTREAM_IO_MAX);
     return bev;
 }
