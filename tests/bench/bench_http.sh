@@ -3,11 +3,14 @@
 # transparent mode) and sslsplit, each fed by nftables REDIRECT (mitmtun by its TUN) between the
 # same namespaces, the same nginx and the same wrk: keep-alive HTTPS requests per second
 # (1 KiB responses, 50 connections), new-connection HTTPS requests per second, one-stream bulk
-# HTTPS MB/s, and peak RSS. Every interceptor writes its per-request output to a file.
-#   tests/bench/bench_http.sh build/mitmtun [seconds per run, default 10]
+# HTTPS MB/s, and peak RSS. Every interceptor writes its per-request output to a file. The
+# machine is shared and noisy: mitmtun's and sslsplit's keep-alive runs alternate, ROUNDS of
+# each, and the table shows their medians (each round's figures are listed under it).
+#   tests/bench/bench_http.sh build/mitmtun [seconds per run, default 10] [ROUNDS, default 3]
 # Needs: apt-get install wrk mitmproxy sslsplit
 source "$(dirname "$0")/../e2e/lib.sh"
 SECS=${2:-10}
+ROUNDS=${3:-3}
 for tool in wrk mitmdump sslsplit; do
     command -v $tool >/dev/null || { echo "needs $tool (apt-get install wrk mitmproxy sslsplit)"; exit 1; }
 done
@@ -48,14 +51,9 @@ measure() { # name pid: fills the name's row
 }
 
 declare -A mitm mproxy split
-e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt"
-measure mitm $APP_PID
-http_records=$(grep -c '"type":"http"' "$FLOWS")
-e2e_stop_appliance >/dev/null
-
-# The others: plain forwarding in the appliance namespace, port 443 redirected to them.
+ka_mitm=() ka_relay=() ka_split=()
 ip -n "$NS_S" route add 10.99.1.0/24 via 10.99.2.1
-redirect() { # port
+redirect() { # port: the others get port 443 by nftables REDIRECT in the appliance namespace
     in_a nft delete table ip bench 2>/dev/null
     in_a nft -f - <<NFT
 table ip bench {
@@ -63,7 +61,52 @@ table ip bench {
 }
 NFT
 }
+unredirect() { in_a nft delete table ip bench 2>/dev/null; }
 wait_port() { for _ in $(seq 100); do in_a bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return; sleep 0.2; done; echo "port $1 never opened"; exit 1; }
+
+ip netns exec "$NS_A" sslsplit -u root -k "$WORK/ca/ca.key" -c "$CA" -l "$WORK/sslsplit.connlog" \
+    ssl 0.0.0.0 10443 >"$WORK/sslsplit.log" 2>&1 &
+SPLIT=$!
+PIDS+=($SPLIT)
+wait_port 10443
+for round in $(seq "$ROUNDS"); do
+    e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" >/dev/null
+    if [ "$round" = 1 ]; then
+        measure mitm $APP_PID
+        http_records=$(grep -c '"type":"http"' "$FLOWS")
+    else
+        mitm[keepalive]=$(rps)
+    fi
+    ka_mitm+=("${mitm[keepalive]}")
+    e2e_stop_appliance >/dev/null
+    # the same TLS interception with the HTTP layer off: a decrypting byte relay, as sslsplit's
+    # "ssl" mode is
+    e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set proxy.detect=no \
+        --set proxy.http_ports= >/dev/null
+    ka_relay+=("$(rps)")
+    e2e_stop_appliance >/dev/null
+
+    redirect 10443
+    if [ "$round" = 1 ]; then measure split $SPLIT; else split[keepalive]=$(rps); fi
+    ka_split+=("${split[keepalive]}")
+    unredirect
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+mitm[keepalive]=$(median "${ka_mitm[@]}")
+split[keepalive]=$(median "${ka_split[@]}")
+relay=$(median "${ka_relay[@]}")
+split[rss]=$(hwm $SPLIT)
+kill $SPLIT
+# sslsplit's HTTP-aware mode ("https"): it parses each exchange, as mitmtun's HTTP layer does
+ip netns exec "$NS_A" sslsplit -u root -k "$WORK/ca/ca.key" -c "$CA" -l "$WORK/sslsplit-https.connlog" \
+    https 0.0.0.0 10444 >"$WORK/sslsplit-https.log" 2>&1 &
+SPLIT_HTTPS=$!
+PIDS+=($SPLIT_HTTPS)
+wait_port 10444
+redirect 10444
+split_https=$(rps)
+unredirect
+kill $SPLIT_HTTPS
 
 mkdir -p "$WORK/mitmproxy"
 cat "$WORK/ca/ca.key" "$CA" >"$WORK/mitmproxy/mitmproxy-ca.pem"
@@ -77,14 +120,6 @@ wait_port 18080
 measure mproxy $MPROXY
 kill $MPROXY
 
-redirect 10443
-ip netns exec "$NS_A" sslsplit -u root -k "$WORK/ca/ca.key" -c "$CA" -l "$WORK/sslsplit.connlog" \
-    ssl 0.0.0.0 10443 >"$WORK/sslsplit.log" 2>&1 &
-SPLIT=$!
-PIDS+=($SPLIT)
-wait_port 10443
-measure split $SPLIT
-
 ratio() { python3 -c "print('%.2f' % (${1:-0} / max(${2:-0}, 1)))"; }
 row() { # label key
     printf '%-38s %9s %9s %9s %10s %10s\n' "$1" "${mitm[$2]}" "${mproxy[$2]}" "${split[$2]}" \
@@ -92,9 +127,15 @@ row() { # label key
 }
 echo
 echo "HTTPS interception benchmark: ${SECS}s per run, wrk -t2 -c50, 1 KiB responses, $(nproc) cores, $(date -u +%F)"
-echo "(mitmtun wrote $http_records http records in the run; mitmdump printed each request too)"
+echo "(mitmtun wrote $http_records http records in its first round; mitmdump printed each request too)"
 printf '%-38s %9s %9s %9s %10s %10s\n' "measure" "mitmtun" "mitmdump" "sslsplit" "/mitmdump" "/sslsplit"
-row "keep-alive HTTPS requests/s" keepalive
+row "keep-alive HTTPS requests/s (median)" keepalive
 row "new-connection HTTPS requests/s" newconn
 row "bulk HTTPS MB/s, one stream" bulk
 row "peak RSS MiB" rss
+echo "keep-alive rounds, alternating: mitmtun ${ka_mitm[*]}; mitmtun as a TLS relay ${ka_relay[*]}; sslsplit ${ka_split[*]}"
+echo
+echo "Like for like, keep-alive HTTPS requests/s:"
+printf '  %-62s %7s vs %7s  %s\n' \
+    "TLS relay (mitmtun, HTTP layer off; sslsplit \"ssl\"), medians" "$relay" "${split[keepalive]}" "$(ratio $relay ${split[keepalive]})" \
+    "HTTP-aware (mitmtun's HTTP layer; sslsplit \"https\")" "${mitm[keepalive]}" "$split_https" "$(ratio ${mitm[keepalive]} $split_https)"
