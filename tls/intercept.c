@@ -314,6 +314,23 @@ fail:
     return NULL;
 }
 
+/* Starts s's upstream handshake, ussl on upstream_raw's socket; eventcb hears how it ended.
+ * Returns s, or NULL with s and ussl freed. */
+static struct tls_session *session_connect(struct tls_session *s, struct bufferevent *upstream_raw,
+                                           SSL *ussl, bufferevent_event_cb eventcb)
+{
+    s->uf = upstream_bev(upstream_raw, ussl);
+    if (!s->uf) {
+        SSL_free(ussl);
+        free(s);
+        ERR_clear_error();
+        return NULL;
+    }
+    bufferevent_setcb(s->uf, NULL, NULL, eventcb, s);
+    bufferevent_enable(s->uf, EV_READ | EV_WRITE);
+    return s;
+}
+
 struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
                                   struct bufferevent *upstream_raw, const struct clienthello *ch,
                                   struct tls_info *info, tls_ready_cb cb, void *arg)
@@ -335,13 +352,7 @@ struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *clie
     SSL_set_min_proto_version(ussl, ch->min_version);
     SSL_set_max_proto_version(ussl, ch->max_version);
     bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
-    s->uf = upstream_bev(upstream_raw, ussl);
-    if (!s->uf)
-        goto fail;
-    ussl = NULL;
-    bufferevent_setcb(s->uf, NULL, NULL, upstream_eventcb, s);
-    bufferevent_enable(s->uf, EV_READ | EV_WRITE);
-    return s;
+    return session_connect(s, upstream_raw, ussl, upstream_eventcb);
 
 fail:
     SSL_free(ussl);
@@ -385,13 +396,7 @@ struct tls_session *tls_reconnect(struct tls_engine *e, struct bufferevent *upst
     s->ucb = cb;
     s->arg = arg;
     snprintf(s->sni, sizeof(s->sni), "%s", info->sni);
-    s->uf = upstream_bev(upstream_raw, ussl);
-    if (!s->uf)
-        goto fail;
-    ussl = NULL;
-    bufferevent_setcb(s->uf, NULL, NULL, reconnect_eventcb, s);
-    bufferevent_enable(s->uf, EV_READ | EV_WRITE);
-    return s;
+    return session_connect(s, upstream_raw, ussl, reconnect_eventcb);
 
 fail:
     SSL_free(ussl);
