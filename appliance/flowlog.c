@@ -3,7 +3,6 @@
 #include "httpmsg.h"
 #include "log.h"
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include <arpa/inet.h>
@@ -16,44 +15,66 @@
 #include <unistd.h>
 
 /*
- * Records are batched: appended to file (JSON Lines) and console (lines for people), and
- * written FLUSH_MS after the first of a batch, or at once when FLUSH_BYTES wait, so that a
- * burst of short HTTP exchanges costs two writes every few hundred records, not two per loop
- * pass (which cost 2 us an exchange). Unattached (no loop), each record is written at once;
- * detaching (the appliance stops) writes what waits.
+ * Records are batched: built straight into the file's batch (JSON Lines) and the console's
+ * (lines for people), and written FLUSH_MS after the first of a batch, or at once when
+ * FLUSH_BYTES wait, so that a burst of short HTTP exchanges costs two writes every fifty or so
+ * records, not two per loop pass (which cost 2 us an exchange). The batches are flat buffers
+ * kept from one batch to the next: no allocation per record. Unattached (no loop), each record
+ * is written at once; detaching (the appliance stops) writes what waits.
  */
 #define FLUSH_MS    50
 #define FLUSH_BYTES (64 * 1024)
+#define KEEP_BYTES  (4 * FLUSH_BYTES) /* a batch grown past this (large bodies) is given back */
 
-struct flowlog {
-    int fd;                /* -1: console only */
-    struct evbuffer *file; /* JSON Lines waiting for fd */
-    struct evbuffer *console;
-    struct event *flush_ev; /* NULL: unattached */
-    struct out {            /* the line being built */
-        char *buf;
-        size_t len, cap;
-        int failed; /* out of memory: the line is dropped */
-    } line;
-    time_t ts_second; /* a record's "ts" is formatted once a second */
-    char ts[20];      /* "2026-11-28T02:13:27" */
+struct out {
+    char *buf;
+    size_t len, cap;
+    size_t mark; /* where the line being built began */
+    int failed;  /* out of memory: the line being built is dropped */
 };
 
-/* Writes out what waits, whole lines. */
+struct flowlog {
+    int fd;                 /* -1: console only */
+    struct out file;        /* JSON Lines waiting for fd */
+    struct out console;     /* lines waiting for stderr */
+    struct event *flush_ev; /* NULL: unattached */
+    time_t ts_second;       /* a record's "ts" is formatted once a second */
+    char ts[20];            /* "2026-11-28T02:13:27" */
+};
+
+/* Writes a batch to fd, whole; returns 0, or -1 with errno. The batch is emptied either way. */
+static int out_write(struct out *o, int fd)
+{
+    size_t off = 0;
+    int ret = 0;
+
+    while (off < o->len) {
+        ssize_t n = write(fd, o->buf + off, o->len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ret = -1;
+            break;
+        }
+        off += (size_t)n;
+    }
+    o->len = 0;
+    if (o->cap > KEEP_BYTES) {
+        free(o->buf);
+        o->buf = NULL;
+        o->cap = 0;
+    }
+    return ret;
+}
+
+/* Writes out what waits. */
 static void flowlog_flush(struct flowlog *fl)
 {
-    while (evbuffer_get_length(fl->console) > 0)
-        if (evbuffer_write(fl->console, STDERR_FILENO) <= 0) {
-            evbuffer_drain(fl->console, evbuffer_get_length(fl->console));
-            break;
-        }
-    while (fl->fd >= 0 && evbuffer_get_length(fl->file) > 0)
-        if (evbuffer_write(fl->file, fl->fd) <= 0) {
-            log_errno(LOG_WARN, "[log] flows: writing %zu bytes of records",
-                      evbuffer_get_length(fl->file));
-            evbuffer_drain(fl->file, evbuffer_get_length(fl->file));
-            break;
-        }
+    size_t n = fl->file.len;
+
+    out_write(&fl->console, STDERR_FILENO);
+    if (fl->fd >= 0 && out_write(&fl->file, fl->fd) < 0)
+        log_errno(LOG_WARN, "[log] flows: writing %zu bytes of records", n);
 }
 
 static void flowlog_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -63,13 +84,12 @@ static void flowlog_flush_cb(evutil_socket_t fd, short what, void *arg)
     flowlog_flush(arg);
 }
 
-/* Queues what a writer built: written when the batch is old or large enough. */
+/* A record was added: written when the batch is old or large enough. */
 static void flowlog_queue(struct flowlog *fl)
 {
     static const struct timeval later = {0, FLUSH_MS * 1000};
 
-    if (!fl->flush_ev ||
-        evbuffer_get_length(fl->file) + evbuffer_get_length(fl->console) >= FLUSH_BYTES) {
+    if (!fl->flush_ev || fl->file.len + fl->console.len >= FLUSH_BYTES) {
         if (fl->flush_ev)
             event_del(fl->flush_ev);
         flowlog_flush(fl);
@@ -103,15 +123,8 @@ struct flowlog *flowlog_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     fl->fd = -1;
-    fl->file = evbuffer_new();
-    fl->console = evbuffer_new();
-    if (!fl->file || !fl->console) {
-        snprintf(err, errlen, "out of memory");
-        flowlog_close(fl);
-        return NULL;
-    }
     if (path && *path) {
-        /* O_APPEND: each record is one write(), whole even if several processes share it. */
+        /* O_APPEND: every batch lands at the end, also when several processes share the file. */
         fl->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fl->fd < 0) {
             snprintf(err, errlen, "[log] flows: cannot open '%s': %s", path, strerror(errno));
@@ -127,24 +140,21 @@ void flowlog_close(struct flowlog *fl)
     if (!fl)
         return;
     flowlog_detach(fl);
-    if (fl->file && fl->console)
-        flowlog_flush(fl);
+    flowlog_flush(fl);
     if (fl->fd >= 0)
         close(fl->fd);
-    if (fl->file)
-        evbuffer_free(fl->file);
-    if (fl->console)
-        evbuffer_free(fl->console);
-    free(fl->line.buf);
+    free(fl->file.buf);
+    free(fl->console.buf);
     free(fl);
 }
 
 /*
- * Lines are built in fl->line by the appenders below, without printf: a keep-alive HTTPS
- * exchange costs a few microseconds, and formatting its record with printf was a tenth of that.
+ * Lines are built at the end of a batch by the appenders below, without printf: a keep-alive
+ * HTTPS exchange costs a few tens of microseconds, and formatting its record with printf was a
+ * tenth of that.
  */
 
-/* Grows the line for n more bytes; on failure it is marked failed and appends are dropped. */
+/* Grows the batch for n more bytes; on failure the line is marked failed, appends dropped. */
 static int out_grow(struct out *o, size_t n)
 {
     size_t cap = o->cap ? o->cap : 1024;
@@ -458,7 +468,7 @@ static void json_record_start(struct flowlog *fl, const char *type, const struct
                               uint64_t id, const struct netstack_endpoint *client,
                               const struct netstack_endpoint *server)
 {
-    struct out *o = &fl->line;
+    struct out *o = &fl->file;
     long ms = start->tv_nsec / 1000000L;
     char frac[5] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
                     'Z'};
@@ -483,21 +493,21 @@ static void json_record_start(struct flowlog *fl, const char *type, const struct
     out_lit(o, "\"");
 }
 
-/* Starts a line. */
-static struct out *line_start(struct flowlog *fl)
+/* Starts a line at the end of batch o. */
+static struct out *line_start(struct out *o)
 {
-    fl->line.len = 0;
-    fl->line.failed = 0;
-    return &fl->line;
+    o->mark = o->len;
+    o->failed = 0;
+    return o;
 }
 
-/* Moves the line built to b, whole, or says it was lost. */
-static void line_end(struct flowlog *fl, struct evbuffer *b, const char *what)
+/* Ends the line: kept whole, or, out of memory, taken back and said so. */
+static void line_end(struct out *o, const char *what)
 {
-    struct out *o = &fl->line;
-
-    if (o->failed || evbuffer_add(b, o->buf, o->len) < 0)
-        log_warn("out of memory: a %s was not written", what);
+    if (!o->failed)
+        return;
+    o->len = o->mark;
+    log_warn("out of memory: a %s was not written", what);
 }
 
 /* A console line (when info is shown) begins with the time and level, as log_msg's do. */
@@ -507,9 +517,9 @@ static struct out *console_start(struct flowlog *fl)
 
     if (!log_enabled(LOG_INFO))
         return NULL;
-    o = line_start(fl);
+    o = line_start(&fl->console);
     if (out_room(o, LOG_PREFIX_LEN) == 0)
-        o->len = log_prefix(o->buf, LOG_INFO);
+        o->len += log_prefix(o->buf + o->len, LOG_INFO);
     return o;
 }
 
@@ -545,10 +555,10 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
         out_lit(o, " in ");
         out_fixed(o, duration_ms < 0 ? 0 : (double)duration_ms / 1000, 2);
         out_lit(o, " s\n");
-        line_end(fl, fl->console, "console line");
+        line_end(o, "console line");
     }
     if (fl->fd >= 0) {
-        o = line_start(fl);
+        o = line_start(&fl->file);
         json_record_start(fl, r->type, &r->start, r->id, r->client, r->server);
         json_uint(o, "bytes_up", r->bytes_up);
         json_uint(o, "bytes_down", r->bytes_down);
@@ -559,7 +569,7 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
             json_field(o, "error", r->error);
         json_tls(o, r->tls);
         out_lit(o, "}\n");
-        line_end(fl, fl->file, "flow record");
+        line_end(o, "flow record");
     }
     flowlog_queue(fl);
 }
@@ -595,10 +605,10 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
             out_text(o, r->error ? r->error : "closed");
         }
         out_lit(o, "\n");
-        line_end(fl, fl->console, "console line");
+        line_end(o, "console line");
     }
     if (fl->fd >= 0) {
-        o = line_start(fl);
+        o = line_start(&fl->file);
         json_record_start(fl, "http", &r->start, r->id, r->client, r->server);
         json_field(o, "mode", r->mode);
         json_field(o, "scheme", r->scheme);
@@ -630,7 +640,7 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
         if (r->error)
             json_field(o, "error", r->error);
         out_lit(o, "}\n");
-        line_end(fl, fl->file, "flow record");
+        line_end(o, "flow record");
     }
     flowlog_queue(fl);
 }

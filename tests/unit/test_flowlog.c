@@ -5,6 +5,7 @@
 #include "appliance/log.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -247,6 +249,77 @@ static void test_tcp_record(void **state)
                                     "5.00 GiB in 0.00 s\n"));
 }
 
+static long file_size(void)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Attached to a loop, records wait for the batch to age (50 ms) or fill (64 KiB); detaching
+ * writes what waits. Every line arrives whole. */
+static void test_batches(void **state)
+{
+    struct netstack_endpoint ep = endpoint(AF_INET, "10.0.0.2", 1);
+    struct httpmsg rq = {.method = "GET", .target = "/", .major = 1, .minor = 1};
+    struct http_record r = {.client = &ep,
+                            .server = &ep,
+                            .mode = "transparent",
+                            .scheme = "http",
+                            .url = "http://x/",
+                            .request = &rq,
+                            .status = 200,
+                            .reason = "OK",
+                            .connect_ms = -1,
+                            .tls_ms = -1,
+                            .ttfb_ms = -1};
+    struct event_base *base = event_base_new();
+    struct timeval wait = {0, 200 * 1000};
+    char err[256];
+    struct flowlog *fl;
+    long one, n = 0;
+    FILE *f;
+    char line[2048];
+
+    (void)state;
+    log_set_level(LOG_WARN); /* no console lines */
+    unlink(path);
+    fl = flowlog_open(path, err, sizeof(err));
+    assert_non_null(fl);
+    assert_int_equal(flowlog_attach(fl, base), 0);
+    flowlog_write_http(fl, &r);
+    flowlog_write_http(fl, &r);
+    assert_int_equal(file_size(), 0); /* waiting in the batch */
+    event_base_loopexit(base, &wait);
+    event_base_dispatch(base);
+    one = file_size() / 2;
+    assert_true(one > 100 && file_size() == 2 * one); /* written once the batch aged */
+
+    while (file_size() == 2 * one && n < 1000) { /* until 64 KiB have gathered */
+        flowlog_write_http(fl, &r);
+        n++;
+    }
+    assert_true(n * one >= 64 * 1024 - one && n * one <= 64 * 1024 + one);
+    assert_int_equal(file_size(), (2 + n) * one);
+    flowlog_write_http(fl, &r);
+    flowlog_detach(fl); /* the appliance stops: what waits is written */
+    assert_int_equal(file_size(), (3 + n) * one);
+    flowlog_close(fl);
+    event_base_free(base);
+
+    f = fopen(path, "r");
+    assert_non_null(f);
+    for (n = 0; fgets(line, sizeof(line), f); n++) {
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        assert_non_null(j);
+        json_decref(j);
+    }
+    fclose(f);
+    assert_true(n * one == file_size());
+    log_set_level(LOG_INFO);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -273,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_http_record_fields),
         cmocka_unit_test(test_long_escaped_strings),
         cmocka_unit_test(test_tcp_record),
+        cmocka_unit_test(test_batches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
