@@ -105,6 +105,16 @@ check "CONNECT to a bare IP: intercepted" body_is "hello from nginx" --http1.1 -
 check "CONNECT to a bare IP: the certificate names the IP" bash -c "
     $(declare -f cert_of); NS_C=$NS_C PROXY=$PROXY
     cert_of -connect 10.99.2.2:443 | grep -q 'IP Address:10.99.2.2'"
+# nginx on 8443 closes idle keep-alive connections after 1 s: the next request inside the tunnel
+# goes to the server over a new TLS connection, with the SNI the client sent, or without one
+# the CONNECT host.
+check "CONNECT: a request after the server closed between requests" \
+    in_c $TOOLS pause-get 10.99.2.2 8443 2 "$CA" a.test.example $PROXY
+check "CONNECT, no SNI: a request after the server closed between requests" \
+    in_c $TOOLS pause-get 10.99.2.2 8443 2 "$CA" a.test.example $PROXY no
+check "record: the second request inside the tunnel went out over TLS again" e2e_http_record '
+    r["url"]=="https://a.test.example:8443/index.html?again" and r["status"]==200
+    and r["mode"]=="explicit" and r["timings"]["tls_ms"]>=0'
 check "CONNECT to a non-TLS port: relayed raw" in_c $TOOLS connect-tunnel $PROXY 10.99.2.2:2525 "220 mitmtun-test"
 check "CONNECT, then plain HTTP inside: through the HTTP layer" body_is "hello from nginx" -p http://a.test.example/index.html
 check "record: HTTP inside CONNECT" e2e_http_record 'r["scheme"]=="http" and r["mode"]=="explicit" and r["method"]=="GET" and r["url"]=="http://a.test.example/index.html"'

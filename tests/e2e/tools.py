@@ -442,15 +442,27 @@ def idle_closed(host, port, seconds):
     return 0 if float(seconds) - 0.5 <= waited <= float(seconds) + 2 else 1
 
 
-def pause_get(host, port, seconds, cafile="", name=""):
-    """Two GETs of /index.html (the second with "?again") on one keep-alive connection (TLS when cafile is given, with name
-    as SNI), seconds apart: both must be 200 with nginx's page, whatever the server did with its
-    side of the connection meanwhile."""
-    s = _connect(host, port)
+def pause_get(host, port, seconds, cafile="", name="", proxy="", sni="yes"):
+    """Two GETs of /index.html (the second with "?again") on one keep-alive connection (TLS when
+    cafile is given, with name as SNI unless sni is "no"; through the explicit proxy "h:p" by
+    CONNECT when given), seconds apart: both must be 200 with nginx's page, whatever the server
+    did with its side of the connection meanwhile."""
+    if proxy:
+        h, p = proxy.rsplit(":", 1)
+        s = _connect(h, p)
+        s.sendall(f"CONNECT {name or host}:{port} HTTP/1.1\r\nHost: {name or host}\r\n\r\n".encode())
+        head, rest = _read_head(s)
+        if not head.startswith("HTTP/1.1 200") or rest:
+            print("CONNECT:", head)
+            return 1
+    else:
+        s = _connect(host, port)
     if cafile:
         ctx = ssl.create_default_context(cafile=cafile)
         ctx.set_alpn_protocols(["http/1.1"])
-        s = ctx.wrap_socket(s, server_hostname=name or host)
+        if sni == "no":
+            ctx.check_hostname = False  # the certificate is still verified against the CA
+        s = ctx.wrap_socket(s, server_hostname=(name or host) if sni != "no" else None)
     f = s.makefile("rb")
     for i in range(2):
         if i:
