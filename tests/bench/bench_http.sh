@@ -42,9 +42,30 @@ bulk() { # MB/s of one HTTPS download of 256 MiB
         python3 -c "import sys; print('%.0f' % (float(sys.stdin.read()) / 1e6))"
 }
 hwm() { awk '/^VmHWM/ {print int($2 / 1024)}' /proc/$1/status; }
+ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+NGX_PID=$(pgrep -f "nginx -c $WORK" | head -1)
+# Keep-alive requests/s as rps gives them, and where the machine's CPU went per request
+# (microseconds), appended to $WORK/cpu.LABEL: the interceptor, nginx, wrk, softirq and idle
+# time (both of all CPUs, from /proc/stat).
+ka() { # label pid
+    local p0 n0 s0 i0 p1 n1 s1 i1 out
+    p0=$(ticks $2) n0=$(ticks $NGX_PID)
+    read -r _ _ _ _ i0 _ _ s0 _ </proc/stat
+    out=$( { TIMEFORMAT='WRK %U %S'; time in_c wrk -t2 -c50 -d"${SECS}s" "$URL"; } 2>&1)
+    p1=$(ticks $2) n1=$(ticks $NGX_PID)
+    read -r _ _ _ _ i1 _ _ s1 _ </proc/stat
+    echo "$out" | awk '/^Requests\/sec/ {printf "%.0f", $2}'
+    echo "$out" | python3 -c "
+import re, sys
+out = sys.stdin.read()
+n = float(re.search(r'Requests/sec:\s*([\d.]+)', out).group(1)) * $SECS
+wrk = sum(map(float, re.search(r'WRK ([\d.]+) ([\d.]+)', out).groups()))
+us = lambda ticks: ticks / $(getconf CLK_TCK) / n * 1e6
+print(us($p1 - $p0), us($n1 - $n0), wrk / n * 1e6, us($s1 - $s0), us($i1 - $i0))" >>"$WORK/cpu.$1"
+}
 measure() { # name pid: fills the name's row
     local -n row=$1
-    row[keepalive]=$(rps)
+    row[keepalive]=$(ka $1 $2)
     row[newconn]=$(rps close)
     row[bulk]=$(bulk)
     row[rss]=$(hwm $2)
@@ -69,13 +90,16 @@ ip netns exec "$NS_A" sslsplit -u root -k "$WORK/ca/ca.key" -c "$CA" -l "$WORK/s
 SPLIT=$!
 PIDS+=($SPLIT)
 wait_port 10443
+# sslsplit runs as a privileged parent and a child that does the work: measure the child, and
+# count both in its memory
+SPLIT_CHILD=$(pgrep -P $SPLIT sslsplit || echo $SPLIT)
 for round in $(seq "$ROUNDS"); do
     e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" >/dev/null
     if [ "$round" = 1 ]; then
         measure mitm $APP_PID
         http_records=$(grep -c '"type":"http"' "$FLOWS")
     else
-        mitm[keepalive]=$(rps)
+        mitm[keepalive]=$(ka mitm $APP_PID)
     fi
     ka_mitm+=("${mitm[keepalive]}")
     e2e_stop_appliance >/dev/null
@@ -83,11 +107,11 @@ for round in $(seq "$ROUNDS"); do
     # "ssl" mode is
     e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set proxy.detect=no \
         --set proxy.http_ports= >/dev/null
-    ka_relay+=("$(rps)")
+    ka_relay+=("$(ka relay $APP_PID)")
     e2e_stop_appliance >/dev/null
 
     redirect 10443
-    if [ "$round" = 1 ]; then measure split $SPLIT; else split[keepalive]=$(rps); fi
+    if [ "$round" = 1 ]; then measure split $SPLIT_CHILD; else split[keepalive]=$(ka split $SPLIT_CHILD); fi
     ka_split+=("${split[keepalive]}")
     unredirect
 done
@@ -95,7 +119,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR
 mitm[keepalive]=$(median "${ka_mitm[@]}")
 split[keepalive]=$(median "${ka_split[@]}")
 relay=$(median "${ka_relay[@]}")
-split[rss]=$(hwm $SPLIT)
+split[rss]=$(( $(hwm $SPLIT) + $([ "$SPLIT_CHILD" = "$SPLIT" ] && echo 0 || hwm $SPLIT_CHILD) ))
 kill $SPLIT
 # sslsplit's HTTP-aware mode ("https"): it parses each exchange, as mitmtun's HTTP layer does
 ip netns exec "$NS_A" sslsplit -u root -k "$WORK/ca/ca.key" -c "$CA" -l "$WORK/sslsplit-https.connlog" \
@@ -139,3 +163,14 @@ echo "Like for like, keep-alive HTTPS requests/s:"
 printf '  %-62s %7s vs %7s  %s\n' \
     "TLS relay (mitmtun, HTTP layer off; sslsplit \"ssl\"), medians" "$relay" "${split[keepalive]}" "$(ratio $relay ${split[keepalive]})" \
     "HTTP-aware (mitmtun's HTTP layer; sslsplit \"https\")" "${mitm[keepalive]}" "$split_https" "$(ratio ${mitm[keepalive]} $split_https)"
+echo
+echo "Where the CPU went per keep-alive request, microseconds (medians of the rounds):"
+printf '  %-24s %11s %7s %7s %8s %7s\n' "" interceptor nginx wrk softirq idle
+for label in mitm relay split; do
+    python3 -c "
+import statistics
+rows = [list(map(float, l.split())) for l in open('$WORK/cpu.$label')]
+cols = [statistics.median(c) for c in zip(*rows)]
+name = {'mitm': 'mitmtun', 'relay': 'mitmtun as a TLS relay', 'split': 'sslsplit (ssl)'}['$label']
+print('  %-24s %11.1f %7.1f %7.1f %8.1f %7.1f' % (name, *cols))"
+done

@@ -69,7 +69,9 @@ split[warm]=$(rate bench.example)
 split[cold]=$(rate hN.bench.example)
 split[distinct]=$(rate "cN%$DISTINCT.bench.example")
 split[bulk]=$(bulk)
-split[rss]=$(hwm $SPLIT)
+# sslsplit is a privileged parent and a child that does the work: both count
+SPLIT_CHILD=$(pgrep -P $SPLIT sslsplit || echo $SPLIT)
+split[rss]=$(( $(hwm $SPLIT) + $([ "$SPLIT_CHILD" = "$SPLIT" ] && echo 0 || hwm $SPLIT_CHILD) ))
 
 ratio() { python3 -c "print('%.2f' % ($1 / max($2, 1)))"; }
 echo
