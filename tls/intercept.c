@@ -314,51 +314,61 @@ fail:
     return NULL;
 }
 
-/* Starts s's upstream handshake, ussl on upstream_raw's socket; eventcb hears how it ended.
- * Returns s, or NULL with s and ussl freed. */
-static struct tls_session *session_connect(struct tls_session *s, struct bufferevent *upstream_raw,
-                                           SSL *ussl, bufferevent_event_cb eventcb)
-{
-    s->uf = upstream_bev(upstream_raw, ussl);
-    if (!s->uf) {
-        SSL_free(ussl);
-        free(s);
-        ERR_clear_error();
-        return NULL;
-    }
-    bufferevent_setcb(s->uf, NULL, NULL, eventcb, s);
-    bufferevent_enable(s->uf, EV_READ | EV_WRITE);
-    return s;
-}
-
-struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
-                                  struct bufferevent *upstream_raw, const struct clienthello *ch,
-                                  struct tls_info *info, tls_ready_cb cb, void *arg)
+/*
+ * Starts an upstream handshake on upstream_raw's socket, asking for sni and alpn (within the
+ * version range, where one is given); eventcb hears how it ended. Returns its state (the caller
+ * sets the callback it reports to), or NULL when it could not start.
+ */
+static struct tls_session *session_start(struct tls_engine *e, struct bufferevent *upstream_raw,
+                                         struct tls_info *info, const char *sni,
+                                         const unsigned char *alpn, size_t alpn_len,
+                                         int min_version, int max_version,
+                                         bufferevent_event_cb eventcb, void *arg)
 {
     struct tls_session *s = calloc(1, sizeof(*s));
-    SSL *ussl = upstream_ssl(e, ch->sni, ch->alpn, ch->alpn_len);
+    SSL *ussl = upstream_ssl(e, sni, alpn, alpn_len);
 
     if (!s || !ussl)
         goto fail;
     s->e = e;
-    s->craw = client_raw;
     s->uraw = upstream_raw;
     s->info = info;
-    s->cb = cb;
     s->arg = arg;
-    snprintf(s->sni, sizeof(s->sni), "%s", ch->sni);
-    snprintf(info->sni, sizeof(info->sni), "%s", ch->sni);
-    /* Respect the client's version range on the upstream leg. */
-    SSL_set_min_proto_version(ussl, ch->min_version);
-    SSL_set_max_proto_version(ussl, ch->max_version);
-    bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
-    return session_connect(s, upstream_raw, ussl, upstream_eventcb);
+    snprintf(s->sni, sizeof(s->sni), "%s", sni);
+    if (min_version)
+        SSL_set_min_proto_version(ussl, min_version);
+    if (max_version)
+        SSL_set_max_proto_version(ussl, max_version);
+    s->uf = upstream_bev(upstream_raw, ussl);
+    if (!s->uf)
+        goto fail;
+    bufferevent_setcb(s->uf, NULL, NULL, eventcb, s);
+    bufferevent_enable(s->uf, EV_READ | EV_WRITE);
+    return s;
 
 fail:
     SSL_free(ussl);
     free(s);
     ERR_clear_error();
     return NULL;
+}
+
+struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
+                                  struct bufferevent *upstream_raw, const struct clienthello *ch,
+                                  struct tls_info *info, tls_ready_cb cb, void *arg)
+{
+    struct tls_session *s;
+
+    snprintf(info->sni, sizeof(info->sni), "%s", ch->sni);
+    /* The client's version range holds on the upstream leg too. */
+    s = session_start(e, upstream_raw, info, ch->sni, ch->alpn, ch->alpn_len, ch->min_version,
+                      ch->max_version, upstream_eventcb, arg);
+    if (!s)
+        return NULL;
+    s->craw = client_raw;
+    s->cb = cb;
+    bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
+    return s;
 }
 
 static void reconnect_eventcb(struct bufferevent *bev, short what, void *arg)
@@ -379,30 +389,18 @@ static void reconnect_eventcb(struct bufferevent *bev, short what, void *arg)
 struct tls_session *tls_reconnect(struct tls_engine *e, struct bufferevent *upstream_raw,
                                   struct tls_info *info, tls_upstream_cb cb, void *arg)
 {
-    struct tls_session *s = calloc(1, sizeof(*s));
     unsigned char alpn[sizeof(info->alpn) + 1];
     size_t alpn_len = strlen(info->alpn);
-    SSL *ussl;
+    struct tls_session *s;
 
     /* Offer only what the client leg agreed on: the stream carries that protocol. */
     alpn[0] = (unsigned char)alpn_len;
     memcpy(alpn + 1, info->alpn, alpn_len);
-    ussl = upstream_ssl(e, info->sni, alpn, alpn_len ? alpn_len + 1 : 0);
-    if (!s || !ussl)
-        goto fail;
-    s->e = e;
-    s->uraw = upstream_raw;
-    s->info = info;
-    s->ucb = cb;
-    s->arg = arg;
-    snprintf(s->sni, sizeof(s->sni), "%s", info->sni);
-    return session_connect(s, upstream_raw, ussl, reconnect_eventcb);
-
-fail:
-    SSL_free(ussl);
-    free(s);
-    ERR_clear_error();
-    return NULL;
+    s = session_start(e, upstream_raw, info, info->sni, alpn, alpn_len ? alpn_len + 1 : 0, 0, 0,
+                      reconnect_eventcb, arg);
+    if (s)
+        s->ucb = cb;
+    return s;
 }
 
 /* Appends one NSS key log line: Wireshark decrypts a capture of both legs with the file. */

@@ -13,15 +13,8 @@ shift 4 2>/dev/null || shift $#
 source "$(dirname "$0")/../e2e/lib.sh" "$A"
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 e2e_topology
-e2e_upstream_ca
-e2e_leaf srv "/CN=bench.example" "DNS:bench.example,IP:10.99.2.2"
+e2e_bench_server
 P=$WORK/pki
-mkdir -p "$WORK/www" "$WORK/nginx/extra"
-head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$WORK/www/1k.txt"
-cat >"$WORK/nginx/extra/tls.conf" <<CONF
-server { listen 443 ssl default_server; ssl_certificate $P/srv.crt; ssl_certificate_key $P/srv.key; root $WORK/www; keepalive_requests 1000000; }
-CONF
-e2e_start_nginx
 ticks() { awk '{print $14 + $15, $14}' /proc/$1/stat; } # all, user (clock ticks)
 hz=$(getconf CLK_TCK)
 for round in $(seq "$ROUNDS"); do

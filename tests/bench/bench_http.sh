@@ -15,16 +15,9 @@ for tool in wrk mitmdump sslsplit; do
     command -v $tool >/dev/null || { echo "needs $tool (apt-get install wrk mitmproxy sslsplit)"; exit 1; }
 done
 e2e_topology
-e2e_upstream_ca
-e2e_leaf srv "/CN=bench.example" "DNS:bench.example,IP:10.99.2.2"
+e2e_bench_server
 P=$WORK/pki
-mkdir -p "$WORK/www" "$WORK/nginx/extra"
-head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$WORK/www/1k.txt"
 head -c 256M /dev/zero >"$WORK/www/bulk.bin"
-cat >"$WORK/nginx/extra/tls.conf" <<CONF
-server { listen 443 ssl default_server; ssl_certificate $P/srv.crt; ssl_certificate_key $P/srv.key; root $WORK/www; keepalive_requests 1000000; }
-CONF
-e2e_start_nginx
 "$MITMTUN" -c "$REPO/configs/mitmtun.ini" --set tls.ca_dir="$WORK/ca" ca export "$WORK/export" >/dev/null 2>&1
 CA=$WORK/ca/ca.crt
 URL=https://10.99.2.2/1k.txt
