@@ -84,14 +84,6 @@ static int open_tun(const struct config *cfg)
         close(fd);
         return -1;
     }
-    if (cfg->tun.steer) {
-        char others[32];
-        int cpu = tun_steer(cfg->tun.name, others, sizeof(others));
-        if (cpu < 0)
-            log_errno(LOG_WARN, "[tun] steer: cannot pin the worker or steer '%s'", cfg->tun.name);
-        else if (cpu > 0)
-            log_info("worker on CPU %d; TUN receive processing on CPUs %s", cpu, others);
-    }
     return fd;
 }
 

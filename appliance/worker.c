@@ -5,6 +5,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "netstack/netstack.h"
+#include "netstack/tun.h"
 #include "udprelay.h"
 
 #include <event2/dns.h>
@@ -115,6 +116,36 @@ void worker_log_stats(struct worker *w)
              rss_kib());
 }
 
+/* The netstack's bulk traffic towards the clients began or ended: see tun_steer_new. */
+static void worker_bulk(void *arg, int on)
+{
+    struct worker *w = arg;
+
+    if (tun_steer_set(w->steer, on) == 0) {
+        log_debug("[tun] steer: %s", on ? "bulk traffic, TUN work spread" : "TUN work inline");
+        return;
+    }
+    log_errno(LOG_WARN, "[tun] steer: cannot switch to %s; steering stays off",
+              on ? "spread" : "inline");
+    tun_steer_free(w->steer);
+    w->steer = NULL;
+}
+
+/* [tun] steer: ready to spread the TUN's kernel work while bulk traffic flows. */
+static void worker_steer(struct worker *w)
+{
+    char others[32];
+    int cpu;
+
+    w->steer = tun_steer_new(w->cfg->tun.name, &cpu, others, sizeof(others));
+    if (w->steer)
+        log_info("bulk traffic: worker on CPU %d, TUN receive processing on "
+                 "CPUs %s",
+                 cpu, others);
+    else if (errno)
+        log_errno(LOG_WARN, "[tun] steer: cannot steer '%s'", w->cfg->tun.name);
+}
+
 int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
                 struct flowlog *flows, struct tls_engine *tls, struct onboard *onboard)
 {
@@ -138,6 +169,10 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     if (!w->reaper || !w->udp)
         goto fail;
     w->echo = echorelay_new(w);
+    if (cfg->tun.steer)
+        worker_steer(w);
+    if (w->steer)
+        h.bulk = worker_bulk;
     w->ns = netstack_new(base, tun_fd, cfg->tun.mtu, &h);
     if (!w->ns)
         goto fail;
@@ -184,6 +219,7 @@ void worker_cleanup(struct worker *w)
     echorelay_free(w->echo);
     if (w->ns)
         netstack_free(w->ns);
+    tun_steer_free(w->steer);
     if (w->stats_ev)
         event_free(w->stats_ev);
     if (w->reaper)

@@ -20,6 +20,7 @@ struct tls_engine;
 struct evdns_base;
 struct onboard;
 struct proxy;
+struct tun_steer;
 
 #define WORKER_PINS 256
 
@@ -42,6 +43,7 @@ struct worker {
     struct onboard *onboard; /* the CA page; not owned */
     struct evdns_base *dns;  /* resolves names for the explicit proxy */
     struct proxy *proxy;     /* the explicit proxy's listening sockets */
+    struct tun_steer *steer; /* [tun] steer; NULL: off */
     struct conn *conns;      /* live TCP connections */
     struct conn *dead;       /* closed, freed by the reaper outside any callback */
     struct event *reaper;

@@ -39,6 +39,8 @@
 #define SYN_BUCKETS     1024        /* held-SYN hash table size */
 #define STREAM_SND_HIGH (64 * 1024) /* pair bytes queued for lwIP before the pair pauses */
 #define TIMER_MS        100         /* lwIP timers' granularity is 250 ms */
+#define BULK_BYTES      (1u << 20)  /* a tick moving this much through the TUN may be bulk */
+#define BULK_TICKS      3           /* bulk ends this many ticks after the last bulk tick */
 
 struct netstack_syn {
     struct netstack *ns;
@@ -74,9 +76,12 @@ struct netstack {
     struct ns_stream *streams;
     uint8_t listening[65536 / 8]; /* ports with an lwIP listener */
     struct netstack_counters counters;
-    uint8_t *rxbuf;        /* vnet header + one packet of up to 64 KiB */
-    uint8_t *txbuf;        /* flattens the rare chained pbuf */
-    struct gso_batch *gso; /* lwIP's segments, merged until the next ns_flush */
+    uint8_t *rxbuf;         /* vnet header + one packet of up to 64 KiB */
+    uint8_t *txbuf;         /* flattens the rare chained pbuf */
+    struct gso_batch *gso;  /* lwIP's segments, merged until the next ns_flush */
+    uint64_t tick_pkts[2];  /* packets read [0] and written [1] since the last timer tick */
+    uint64_t tick_bytes[2]; /* their IP bytes */
+    int bulk_ticks;         /* ticks left before bulk traffic counts as ended; 0: none */
 };
 
 #define RXBUF_SIZE (GSO_VNET_HDR + 65536)
@@ -159,6 +164,8 @@ static void ns_flush(struct netstack *ns)
         return;
     }
     ns->counters.packets_out++;
+    ns->tick_pkts[1]++;
+    ns->tick_bytes[1] += n - GSO_VNET_HDR;
     if (segs > 1)
         ns->counters.segments_merged += (uint64_t)segs;
 }
@@ -591,6 +598,8 @@ static void ns_input(struct netstack *ns, const uint8_t *pkt, size_t len)
     struct packet_info pi;
 
     ns->counters.packets_in++;
+    ns->tick_pkts[0]++;
+    ns->tick_bytes[0] += len;
     if (packet_parse(pkt, len, &pi) < 0) {
         ns->counters.dropped_malformed++;
         return;
@@ -646,12 +655,40 @@ static void ns_tun_readable(evutil_socket_t fd, short what, void *arg)
     ns_flush(ns);
 }
 
+/*
+ * Bulk traffic, for the bulk handler: a tick that moved BULK_BYTES or more through the TUN, where
+ * the packets of one direction were larger than the MTU on average (the kernel's offloaded
+ * segments in, our merged ones out). Request/response traffic moves MTU-sized packets or less,
+ * however fast; a download or an upload moves mostly 64 KiB ones. It ends BULK_TICKS quiet
+ * ticks later, so a pause in a transfer does not flip the steering back and forth.
+ */
+static void ns_bulk_tick(struct netstack *ns)
+{
+    int bulk = ns->tick_bytes[0] + ns->tick_bytes[1] >= BULK_BYTES &&
+               (ns->tick_bytes[0] > ns->tick_pkts[0] * (uint64_t)ns->mtu ||
+                ns->tick_bytes[1] > ns->tick_pkts[1] * (uint64_t)ns->mtu);
+
+    memset(ns->tick_pkts, 0, sizeof(ns->tick_pkts));
+    memset(ns->tick_bytes, 0, sizeof(ns->tick_bytes));
+    if (bulk) {
+        if (ns->bulk_ticks == 0)
+            ns->h.bulk(ns->h.arg, 1);
+        ns->bulk_ticks = BULK_TICKS;
+    } else if (ns->bulk_ticks > 0 && --ns->bulk_ticks == 0) {
+        ns->h.bulk(ns->h.arg, 0);
+    }
+}
+
 static void ns_timer(evutil_socket_t fd, short what, void *arg)
 {
+    struct netstack *ns = arg;
+
     (void)fd;
     (void)what;
     sys_check_timeouts();
-    ns_flush(arg);
+    ns_flush(ns);
+    if (ns->h.bulk)
+        ns_bulk_tick(ns);
 }
 
 int netstack_send(struct netstack *ns, const uint8_t *pkt, size_t len)
@@ -664,6 +701,8 @@ int netstack_send(struct netstack *ns, const uint8_t *pkt, size_t len)
         return -1;
     }
     ns->counters.packets_out++;
+    ns->tick_pkts[1]++;
+    ns->tick_bytes[1] += len;
     return 0;
 }
 

@@ -52,6 +52,11 @@ struct netstack_handlers {
     void (*udp)(void *arg, const uint8_t *pkt, size_t len, const struct packet_info *pi);
     /* An ICMP or ICMPv6 echo request. */
     void (*echo)(void *arg, const uint8_t *pkt, size_t len, const struct packet_info *pi);
+    /*
+     * Optional. Bulk traffic through the TUN began (on = 1: a download or an upload moving
+     * offloaded 64 KiB packets) or ended (on = 0: none for a few hundred milliseconds).
+     */
+    void (*bulk)(void *arg, int on);
 };
 
 enum netstack_reject {

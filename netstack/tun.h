@@ -20,11 +20,28 @@ int tun_configure(const char *name, const struct in_addr *addr, int prefix,
                   const struct in6_addr *addr6, int prefix6, int mtu, const char **step);
 
 /*
- * Spreads the kernel's work for what we write into the TUN (forwarding, the client's TCP receive)
- * away from our own thread: pins the calling thread to the last CPU it may run on and steers the
- * TUN's receive processing (RPS) to the other allowed CPUs. Returns the CPU pinned to, 0 with
- * nothing done when fewer than two CPUs (or more than 32) are allowed, -1 with errno on failure.
+ * Where the kernel does its work for what we write into the TUN (forwarding, the client's TCP
+ * receive). Inline, the default, it runs inside our write(): cheapest for small packets, which
+ * it answers at once. For bulk traffic (64 KiB offloaded writes) that work is most of our
+ * thread's time, so "spread" pins our thread to one CPU and steers the TUN's receive processing
+ * (RPS) to the others, and the two run in parallel; it costs an interprocessor interrupt per
+ * packet written, which request/response traffic pays in full. The worker switches between the
+ * two as its netstack reports bulk traffic.
  */
-int tun_steer(const char *name, char *others, size_t len);
+struct tun_steer;
+
+/*
+ * Prepares steering for the calling thread and the TUN called name, inline for now. On success
+ * *cpu is the CPU the thread will be pinned to and others (len bytes) the mask of the rest.
+ * NULL with errno 0: nothing to spread to (fewer than two CPUs allowed, or over 32); NULL with
+ * errno set: the device's rps_cpus cannot be opened for writing.
+ */
+struct tun_steer *tun_steer_new(const char *name, int *cpu, char *others, size_t len);
+
+/* Spread (1) or inline (0); a no-op if already so. Returns 0, or -1 with errno. */
+int tun_steer_set(struct tun_steer *st, int spread);
+
+/* Back to inline, and frees st (NULL is fine). */
+void tun_steer_free(struct tun_steer *st);
 
 #endif

@@ -6,6 +6,7 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -107,39 +108,73 @@ out:
     return rc;
 }
 
-int tun_steer(const char *name, char *others, size_t len)
+struct tun_steer {
+    int rps_fd;        /* the TUN's queues/rx-0/rps_cpus, open for writing */
+    cpu_set_t allowed; /* the CPUs the thread may run on, inline */
+    cpu_set_t pinned;  /* the one it runs on while spread */
+    char mask[16];     /* the others, as rps_cpus takes them */
+    int spread;
+};
+
+struct tun_steer *tun_steer_new(const char *name, int *cpu, char *others, size_t len)
 {
-    char path[128], mask[16];
-    cpu_set_t allowed, self;
+    char path[128];
     uint32_t rps = 0;
     int last = -1, n = 0;
-    FILE *f;
+    struct tun_steer *st = calloc(1, sizeof(*st));
 
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
-        return -1;
-    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-        if (!CPU_ISSET(cpu, &allowed))
+    if (!st)
+        return NULL;
+    if (sched_getaffinity(0, sizeof(st->allowed), &st->allowed) < 0)
+        goto fail;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &st->allowed))
             continue;
-        if (cpu >= 32)
-            return 0;
+        if (c >= 32)
+            goto nothing;
         if (last >= 0)
             rps |= 1u << last;
-        last = cpu;
+        last = c;
         n++;
     }
     if (n < 2)
-        return 0;
+        goto nothing;
     snprintf(path, sizeof(path), "/sys/class/net/%s/queues/rx-0/rps_cpus", name);
-    snprintf(mask, sizeof(mask), "%x", rps);
-    f = fopen(path, "w");
-    if (!f)
+    st->rps_fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (st->rps_fd < 0)
+        goto fail;
+    snprintf(st->mask, sizeof(st->mask), "%x", rps);
+    CPU_ZERO(&st->pinned);
+    CPU_SET(last, &st->pinned);
+    *cpu = last;
+    snprintf(others, len, "mask 0x%s", st->mask);
+    return st;
+
+nothing:
+    errno = 0;
+fail:
+    free(st);
+    return NULL;
+}
+
+int tun_steer_set(struct tun_steer *st, int spread)
+{
+    const char *mask = spread ? st->mask : "0";
+
+    if (st->spread == spread)
+        return 0;
+    if (pwrite(st->rps_fd, mask, strlen(mask), 0) < 0 ||
+        sched_setaffinity(0, sizeof(cpu_set_t), spread ? &st->pinned : &st->allowed) < 0)
         return -1;
-    if (fputs(mask, f) < 0 || fclose(f) != 0)
-        return -1;
-    CPU_ZERO(&self);
-    CPU_SET(last, &self);
-    if (sched_setaffinity(0, sizeof(self), &self) < 0)
-        return -1;
-    snprintf(others, len, "mask 0x%s", mask);
-    return last;
+    st->spread = spread;
+    return 0;
+}
+
+void tun_steer_free(struct tun_steer *st)
+{
+    if (!st)
+        return;
+    tun_steer_set(st, 0);
+    close(st->rps_fd);
+    free(st);
 }

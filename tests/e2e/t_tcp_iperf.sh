@@ -1,11 +1,13 @@
 #!/bin/bash
 # iperf3 through the appliance, both directions, several short runs: each completes on time
 # and moves data. (A quiet control connection beside a bulk one once exposed a stall.)
+# [tun] steer: a download spreads the TUN's kernel work to the other CPUs (RPS), and it comes
+# back inline once the transfer ends.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 ip netns exec "$NS_S" iperf3 -s >"$WORK/iperf3.log" 2>&1 &
 PIDS+=($!)
-e2e_start_appliance
+e2e_start_appliance --set log.level=debug
 sleep 0.3
 
 run() { # iperf3 args
@@ -19,6 +21,35 @@ for i in 1 2 3 4 5 6; do
     check "download run $i completes" run -R
     check "upload run $i completes" run
 done
+rps() { in_a cat /sys/class/net/mitm0/queues/rx-0/rps_cpus | tr -d ',\n'; }
+inline_after() {
+    for _ in $(seq 30); do
+        [ "$(rps | tr -d 0)" = "" ] && grep -q "steer: TUN work inline" "$APP_LOG" && return 0
+        sleep 0.1
+    done
+    echo "rps_cpus still $(rps) 3 s after the last transfer"
+    return 1
+}
+spread_during_download() {
+    local seen=
+    inline_after || return 1 # the runs above
+    ip netns exec "$NS_C" iperf3 -c 10.99.2.2 -t 2 -R >/dev/null &
+    local client=$!
+    for _ in $(seq 40); do
+        [ "$(rps | tr -d 0)" != "" ] && seen=$(rps)
+        kill -0 $client 2>/dev/null || break
+        sleep 0.1
+    done
+    wait $client
+    echo "rps_cpus during the download: ${seen:-always 0}"
+    [ -n "$seen" ] && grep -q "steer: bulk traffic, TUN work spread" "$APP_LOG"
+}
+if grep -q "bulk traffic: worker on CPU" "$APP_LOG"; then
+    check "a download spreads the TUN's kernel work to the other CPUs" spread_during_download
+    check "after the download the TUN's kernel work is inline again" inline_after
+else
+    echo "skip: steering cases (fewer than two CPUs here: $(nproc))"
+fi
 check "no connection left open" e2e_wait_tcp_drained 10
 e2e_stop_appliance
 e2e_pass
