@@ -37,14 +37,15 @@ bulk() { # MB/s of one HTTPS download of 256 MiB
 hwm() { awk '/^VmHWM/ {print int($2 / 1024)}' /proc/$1/status; }
 ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 NGX_PID=$(pgrep -f "nginx -c $WORK" | head -1)
-# Keep-alive requests/s as rps gives them, and where the machine's CPU went per request
-# (microseconds), appended to $WORK/cpu.LABEL: the interceptor, nginx, wrk, softirq and idle
-# time (both of all CPUs, from /proc/stat).
-ka() { # label pid
-    local p0 n0 s0 i0 p1 n1 s1 i1 out
+# Requests/s as rps gives them (keep-alive, or one request per connection with "close"), and
+# where the machine's CPU went per request (microseconds), appended to $WORK/cpu.LABEL: the
+# interceptor, nginx, wrk, softirq and idle time (both of all CPUs, from /proc/stat).
+ka() { # label pid [close]
+    local p0 n0 s0 i0 p1 n1 s1 i1 out extra=()
+    [ "${3:-}" = close ] && extra=(-H "Connection: close")
     p0=$(ticks $2) n0=$(ticks $NGX_PID)
     read -r _ _ _ _ i0 _ _ s0 _ </proc/stat
-    out=$( { TIMEFORMAT='WRK %U %S'; time in_c wrk -t2 -c50 -d"${SECS}s" "$URL"; } 2>&1)
+    out=$( { TIMEFORMAT='WRK %U %S'; time in_c wrk -t2 -c50 -d"${SECS}s" "${extra[@]}" "$URL"; } 2>&1)
     p1=$(ticks $2) n1=$(ticks $NGX_PID)
     read -r _ _ _ _ i1 _ _ s1 _ </proc/stat
     echo "$out" | awk '/^Requests\/sec/ {printf "%.0f", $2}'
@@ -59,7 +60,7 @@ print(us($p1 - $p0), us($n1 - $n0), wrk / n * 1e6, us($s1 - $s0), us($i1 - $i0))
 measure() { # name pid: fills the name's row
     local -n row=$1
     row[keepalive]=$(ka $1 $2)
-    row[newconn]=$(rps close)
+    row[newconn]=$(ka $1_nc $2 close)
     row[bulk]=$(bulk)
     row[rss]=$(hwm $2)
 }
@@ -159,11 +160,22 @@ printf '  %-62s %7s vs %7s  %s\n' \
 echo
 echo "Where the CPU went per keep-alive request, microseconds (medians of the rounds):"
 printf '  %-24s %11s %7s %7s %8s %7s\n' "" interceptor nginx wrk softirq idle
-for label in mitm relay split; do
+cpu_row() { # label
     python3 -c "
 import statistics
-rows = [list(map(float, l.split())) for l in open('$WORK/cpu.$label')]
+rows = [list(map(float, l.split())) for l in open('$WORK/cpu.$1')]
 cols = [statistics.median(c) for c in zip(*rows)]
-name = {'mitm': 'mitmtun', 'relay': 'mitmtun as a TLS relay', 'split': 'sslsplit (ssl)'}['$label']
+name = {'mitm': 'mitmtun', 'relay': 'mitmtun as a TLS relay', 'split': 'sslsplit (ssl)',
+        'mproxy': 'mitmdump'}['${1%_nc}']
 print('  %-24s %11.1f %7.1f %7.1f %8.1f %7.1f' % (name, *cols))"
-done
+}
+for label in mitm relay split; do cpu_row $label; done
+echo
+echo "Per new connection (one request each), microseconds:"
+for label in mitm_nc split_nc mproxy_nc; do cpu_row $label; done
+# What the client and the server alone cost bounds every interceptor's new-connection rate.
+python3 -c "
+rows = [list(map(float, l.split())) for l in open('$WORK/cpu.mitm_nc')]
+nginx, wrk = rows[0][1], rows[0][2]
+print('  ceiling with a free interceptor and free packets: $(nproc) cores / (nginx + wrk) = %.0f/s' %
+      ($(nproc) * 1e6 / (nginx + wrk)))"
