@@ -116,11 +116,14 @@ void worker_log_stats(struct worker *w)
              rss_kib());
 }
 
-/* The netstack's bulk traffic towards the clients began or ended: see tun_steer_new. */
+/* The netstack's bulk traffic began or ended: spread the TUN's kernel work or take it back
+ * inline (see tun.h). A failed switch turns steering off for good, inline. */
 static void worker_bulk(void *arg, int on)
 {
     struct worker *w = arg;
 
+    if (!w->steer)
+        return;
     if (tun_steer_set(w->steer, on) == 0) {
         log_debug("[tun] steer: %s", on ? "bulk traffic, TUN work spread" : "TUN work inline");
         return;
@@ -139,9 +142,7 @@ static void worker_steer(struct worker *w)
 
     w->steer = tun_steer_new(w->cfg->tun.name, &cpu, others, sizeof(others));
     if (w->steer)
-        log_info("bulk traffic: worker on CPU %d, TUN receive processing on "
-                 "CPUs %s",
-                 cpu, others);
+        log_info("bulk traffic: worker on CPU %d, TUN receive processing on CPUs %s", cpu, others);
     else if (errno)
         log_errno(LOG_WARN, "[tun] steer: cannot steer '%s'", w->cfg->tun.name);
 }

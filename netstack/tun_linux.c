@@ -174,7 +174,9 @@ void tun_steer_free(struct tun_steer *st)
 {
     if (!st)
         return;
-    tun_steer_set(st, 0);
+    /* Unconditionally: a failed switch may have done half of its work. */
+    (void)!pwrite(st->rps_fd, "0", 1, 0);
+    sched_setaffinity(0, sizeof(cpu_set_t), &st->allowed);
     close(st->rps_fd);
     free(st);
 }
