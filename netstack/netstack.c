@@ -76,12 +76,11 @@ struct netstack {
     struct ns_stream *streams;
     uint8_t listening[65536 / 8]; /* ports with an lwIP listener */
     struct netstack_counters counters;
-    uint8_t *rxbuf;         /* vnet header + one packet of up to 64 KiB */
-    uint8_t *txbuf;         /* flattens the rare chained pbuf */
-    struct gso_batch *gso;  /* lwIP's segments, merged until the next ns_flush */
-    uint64_t tick_pkts[2];  /* packets read [0] and written [1] since the last timer tick */
-    uint64_t tick_bytes[2]; /* their IP bytes */
-    int bulk_ticks;         /* ticks left before bulk traffic counts as ended; 0: none */
+    uint8_t *rxbuf;                /* vnet header + one packet of up to 64 KiB */
+    uint8_t *txbuf;                /* flattens the rare chained pbuf */
+    struct gso_batch *gso;         /* lwIP's segments, merged until the next ns_flush */
+    struct netstack_counters tick; /* the counters at the last timer tick */
+    int bulk_ticks;                /* ticks left before bulk traffic counts as ended; 0: none */
 };
 
 #define RXBUF_SIZE (GSO_VNET_HDR + 65536)
@@ -164,8 +163,7 @@ static void ns_flush(struct netstack *ns)
         return;
     }
     ns->counters.packets_out++;
-    ns->tick_pkts[1]++;
-    ns->tick_bytes[1] += n - GSO_VNET_HDR;
+    ns->counters.bytes_out += n - GSO_VNET_HDR;
     if (segs > 1)
         ns->counters.segments_merged += (uint64_t)segs;
 }
@@ -598,8 +596,7 @@ static void ns_input(struct netstack *ns, const uint8_t *pkt, size_t len)
     struct packet_info pi;
 
     ns->counters.packets_in++;
-    ns->tick_pkts[0]++;
-    ns->tick_bytes[0] += len;
+    ns->counters.bytes_in += len;
     if (packet_parse(pkt, len, &pi) < 0) {
         ns->counters.dropped_malformed++;
         return;
@@ -664,12 +661,13 @@ static void ns_tun_readable(evutil_socket_t fd, short what, void *arg)
  */
 static void ns_bulk_tick(struct netstack *ns)
 {
-    int bulk = ns->tick_bytes[0] + ns->tick_bytes[1] >= BULK_BYTES &&
-               (ns->tick_bytes[0] > ns->tick_pkts[0] * (uint64_t)ns->mtu ||
-                ns->tick_bytes[1] > ns->tick_pkts[1] * (uint64_t)ns->mtu);
+    const struct netstack_counters *now = &ns->counters, *was = &ns->tick;
+    uint64_t in = now->bytes_in - was->bytes_in, out = now->bytes_out - was->bytes_out;
+    int bulk =
+        in + out >= BULK_BYTES && (in > (now->packets_in - was->packets_in) * (uint64_t)ns->mtu ||
+                                   out > (now->packets_out - was->packets_out) * (uint64_t)ns->mtu);
 
-    memset(ns->tick_pkts, 0, sizeof(ns->tick_pkts));
-    memset(ns->tick_bytes, 0, sizeof(ns->tick_bytes));
+    ns->tick = *now;
     if (bulk) {
         if (ns->bulk_ticks == 0)
             ns->h.bulk(ns->h.arg, 1);
@@ -701,8 +699,7 @@ int netstack_send(struct netstack *ns, const uint8_t *pkt, size_t len)
         return -1;
     }
     ns->counters.packets_out++;
-    ns->tick_pkts[1]++;
-    ns->tick_bytes[1] += len;
+    ns->counters.bytes_out += len;
     return 0;
 }
 

@@ -67,11 +67,12 @@ enum netstack_reject {
 
 struct netstack_counters {
     uint64_t packets_in, packets_out;
-    uint64_t segments_merged;   /* lwIP segments sent inside larger offloaded packets */
-    uint64_t dropped_malformed; /* could not be parsed */
-    uint64_t dropped_fragments; /* IP fragments (not reassembled) */
-    uint64_t dropped_other;     /* protocols we do not relay */
-    uint64_t tun_write_errors;  /* TUN queue full: TCP retransmits, UDP is lost */
+    uint64_t bytes_in, bytes_out; /* IP bytes of those packets */
+    uint64_t segments_merged;     /* lwIP segments sent inside larger offloaded packets */
+    uint64_t dropped_malformed;   /* could not be parsed */
+    uint64_t dropped_fragments;   /* IP fragments (not reassembled) */
+    uint64_t dropped_other;       /* protocols we do not relay */
+    uint64_t tun_write_errors;    /* TUN queue full: TCP retransmits, UDP is lost */
 };
 
 /*
