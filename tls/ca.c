@@ -305,6 +305,7 @@ int ca_export(const struct ca *ca, const char *dir, char *err, size_t errlen)
     };
     char path[1024], hashname[16];
     FILE *f;
+    int failed;
 
     if (make_dirs(dir, 0755) < 0)
         return ca_fail(err, errlen, "%s: cannot create: %s", dir, strerror(errno));
@@ -321,7 +322,8 @@ int ca_export(const struct ca *ca, const char *dir, char *err, size_t errlen)
     f = fopen(path, "w");
     if (!f)
         return ca_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-    if ((fprintf(f, export_readme, hashname) < 0) | (fclose(f) != 0))
+    failed = fprintf(f, export_readme, hashname) < 0;
+    if (fclose(f) != 0 || failed)
         return ca_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
     return 0;
 }
