@@ -68,6 +68,7 @@ static const struct key config_keys[] = {
     {"tls", "auto_passthrough_seconds", K_INT, F(tls.auto_passthrough_seconds), 1, 2592000, NULL,
      "3600"},
     {"tls", "detect", K_BOOL, F(tls.detect), 0, 0, NULL, "yes"},
+    {"tls", "http2", K_BOOL, F(tls.http2), 0, 0, NULL, "no"},
     {"tls", "ignore_hosts", K_HOSTS, F(tls.ignore_hosts), 0, 0, NULL, ""},
     {"proxy", "listen", K_LISTEN, F(proxy.listen), 0, 0, NULL, "tun:8080, lan:8080"},
     {"proxy", "auth", K_AUTH, F(proxy.auth), 0, 0, NULL, ""},

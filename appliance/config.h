@@ -73,6 +73,7 @@ struct config {
         int auto_passthrough;                   /* pass through where a client refused our cert */
         int auto_passthrough_seconds;           /* for how long */
         int detect;                             /* look for a ClientHello on every port */
+        int http2;                              /* 0: h2 out of offers with HTTP/1.x */
         char ignore_hosts[CONFIG_PATH_MAX];     /* passed through untouched: see hostmatch.h */
     } tls;
     struct {

@@ -517,6 +517,9 @@ static void conn_start_tls(struct conn *c, struct clienthello *ch)
         conn_start_relay(c);
         return;
     }
+    if (!c->w->cfg->tls.http2 && clienthello_drop_h2(ch))
+        log_debug("tcp #%" PRIu64 ": h2 taken out of the client's ALPN offer ([tls] http2 = no)",
+                  c->id);
     /* Without SNI, CONNECT's host name is the one to ask upstream for and to verify. */
     if (!ch->sni[0] && c->connect_host[0] && !hostmatch_is_address(c->connect_host))
         snprintf(ch->sni, sizeof(ch->sni), "%s", c->connect_host);

@@ -112,6 +112,34 @@ static int parse_alpn(struct cursor ext, struct clienthello *ch)
     return 0;
 }
 
+int clienthello_drop_h2(struct clienthello *ch)
+{
+    uint8_t kept[CLIENTHELLO_MAX_ALPN];
+    size_t n = 0;
+    int h2 = 0, http1 = 0;
+
+    for (size_t i = 0; i < ch->alpn_len; i += 1u + ch->alpn[i]) {
+        const uint8_t *proto = ch->alpn + i + 1;
+        size_t len = ch->alpn[i];
+
+        if (i + 1 + len > ch->alpn_len)
+            return 0; /* not a list clienthello_parse accepted */
+        if (len == 2 && memcmp(proto, "h2", 2) == 0) {
+            h2 = 1;
+            continue;
+        }
+        if (len == 8 && (memcmp(proto, "http/1.1", 8) == 0 || memcmp(proto, "http/1.0", 8) == 0))
+            http1 = 1;
+        memcpy(kept + n, ch->alpn + i, 1 + len);
+        n += 1 + len;
+    }
+    if (!h2 || !http1)
+        return 0;
+    memcpy(ch->alpn, kept, n);
+    ch->alpn_len = n;
+    return 1;
+}
+
 static int parse_versions(struct cursor ext, struct clienthello *ch)
 {
     struct cursor list;

@@ -32,6 +32,12 @@ struct clienthello {
 /* Parses the ClientHello at the start of buf (len bytes received so far). */
 enum clienthello_result clienthello_parse(const uint8_t *buf, size_t len, struct clienthello *ch);
 
+/*
+ * Takes "h2" out of ch's ALPN offer when the offer keeps an HTTP/1.x protocol, so that the
+ * server picks HTTP/1.1 and every exchange can be recorded. Returns 1 if it took it out.
+ */
+int clienthello_drop_h2(struct clienthello *ch);
+
 /* A short name of a result, for log lines. */
 const char *clienthello_result_str(enum clienthello_result r);
 

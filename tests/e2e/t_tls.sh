@@ -3,7 +3,7 @@
 # answers with a certificate forged from its own (its SANs exactly, signed by our CA); a client
 # without SNI to the bare IP gets the default server's CN and SANs; 8443 is intercepted; an
 # upstream that does not verify gets the client an alert and a record saying why; TLS 1.2-only
-# and 1.3-only clients work; h2 is negotiated on both legs; non-TLS on a TLS port is relayed.
+# and 1.3-only clients work; with [tls] http2 = yes, h2 is negotiated on both legs; non-TLS on a TLS port is relayed.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 P=$WORK/pki
@@ -32,7 +32,7 @@ e2e_start_nginx
 ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" tcp-server 2525 "220 mitmtun-test ready\r\n" &
 PIDS+=($!)
 e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ports=443, 8443, 4443, 9443" \
-    --set tls.keylog="$WORK/keylog.txt"
+    --set tls.keylog="$WORK/keylog.txt" --set tls.http2=yes
 CA=$WORK/ca/ca.crt
 
 fetch() { # host port [curl args]: the page, through the appliance, trusting only our CA
@@ -93,7 +93,11 @@ keylog_decrypts() { # tshark reads the HTTP request out of a capture of the clie
 }
 check "keylog: tshark decrypts a capture of the exchange" keylog_decrypts
 check "TLS 1.3 recorded" e2e_record 'r.get("tls",{}).get("version")=="TLSv1.3" and r["tls"]["intercepted"]'
-check "h2 negotiated through the interceptor" fetch b.test.example 443 --http2
+h2_both_legs() { # curl says h2, and so do the forged and the upstream handshakes' records
+    [ "$(in_c curl -sS --max-time 5 --http2 --cacert "$CA" --resolve b.test.example:443:10.99.2.2 \
+        -o /dev/null -w '%{http_version}' https://b.test.example/)" = 2 ]
+}
+check "[tls] http2 = yes: h2 negotiated through the interceptor" h2_both_legs
 check "h2 recorded on the TLS record" e2e_record 'r.get("tls",{}).get("sni")=="b.test.example" and r["tls"]["alpn"]=="h2" and r["tls"]["intercepted"]'
 check "intercepted stream recorded" e2e_record 'r.get("tls",{}).get("sni")=="a.test.example" and r["tls"]["intercepted"] and r["tls"]["version"]=="TLSv1.2" and r["end"]=="closed"'
 check "self-signed upstream: the client's handshake fails" refused self.test.example 4443

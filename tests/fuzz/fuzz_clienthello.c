@@ -27,5 +27,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(strcmp(again.sni, ch.sni) == 0 && again.alpn_len == ch.alpn_len);
         }
     }
+    /* Taking h2 out leaves a shorter list of whole entries, without h2, still offering some. */
+    again = ch;
+    if (clienthello_drop_h2(&again)) {
+        CHECK(again.alpn_len > 0 && again.alpn_len < ch.alpn_len);
+        for (size_t i = 0; i < again.alpn_len; i += 1u + again.alpn[i]) {
+            CHECK(again.alpn[i] > 0 && i + 1u + again.alpn[i] <= again.alpn_len);
+            CHECK(!(again.alpn[i] == 2 && memcmp(again.alpn + i + 1, "h2", 2) == 0));
+        }
+    } else {
+        CHECK(again.alpn_len == ch.alpn_len && memcmp(again.alpn, ch.alpn, ch.alpn_len) == 0);
+    }
     return 0;
 }

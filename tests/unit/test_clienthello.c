@@ -220,6 +220,33 @@ static void test_real_clients(void **state)
     }
 }
 
+/* h2 leaves the offer only when an HTTP/1.x protocol stays in it; the others keep their order. */
+static void test_drop_h2(void **state)
+{
+    static const struct {
+        const char *in, *out;
+        int dropped;
+    } cases[] = {
+        {"\x02h2\x08http/1.1", "\x08http/1.1", 1},
+        {"\x08http/1.1\x02h2", "\x08http/1.1", 1},
+        {"\003foo\x02h2\x08http/1.0\x02h2", "\003foo\x08http/1.0", 1},
+        {"\x02h2", "\x02h2", 0}, /* h2 only: kept, or the server picks nothing */
+        {"\x02h2\x08spdy/3.1", "\x02h2\x08spdy/3.1", 0}, /* nothing recordable instead */
+        {"\x08http/1.1", "\x08http/1.1", 0},
+        {"\x03h2c\x08http/1.1", "\x03h2c\x08http/1.1", 0},
+        {"", "", 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct clienthello ch = {0};
+        ch.alpn_len = strlen(cases[i].in);
+        memcpy(ch.alpn, cases[i].in, ch.alpn_len);
+        assert_int_equal(clienthello_drop_h2(&ch), cases[i].dropped);
+        assert_int_equal(ch.alpn_len, strlen(cases[i].out));
+        assert_memory_equal(ch.alpn, cases[i].out, ch.alpn_len);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_not_tls),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_real_clients),
+        cmocka_unit_test(test_drop_h2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
