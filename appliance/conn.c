@@ -574,6 +574,20 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
         conn_start_relay(c);
 }
 
+/*
+ * While sniffing, the client went away: a reset ends the connection; a close (after nothing,
+ * or after bytes that decided nothing yet) is relayed as it is, like any other stream.
+ */
+static void conn_sniff_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    if (!(what & BEV_EVENT_ERROR))
+        conn_start_relay(c);
+    if (!c->closed)
+        conn_client_eventcb(bev, what, c);
+}
+
 /* While sniffing, a server that speaks first is no TLS or HTTP server: relay. */
 static void conn_sniff_upstream_readcb(struct bufferevent *bev, void *arg)
 {
@@ -592,7 +606,7 @@ void conn_classify(struct conn *c)
 
     if (c->ev)
         event_free(c->ev);
-    bufferevent_setcb(c->cbev, conn_sniff_readcb, NULL, conn_handshake_eventcb, c);
+    bufferevent_setcb(c->cbev, conn_sniff_readcb, NULL, conn_sniff_eventcb, c);
     bufferevent_setcb(c->ubev, conn_sniff_upstream_readcb, NULL, conn_upstream_eventcb, c);
     bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
     bufferevent_enable(c->ubev, EV_READ);

@@ -44,6 +44,8 @@ sys.exit(1)"
 
 check "client half-closes, server still answers (IPv4)" in_c $TOOLS halfclose-client 10.99.2.2 7001 U
 check "client half-closes, server still answers (IPv6)" in_c $TOOLS halfclose-client fd99:2::2 7001 U
+check "client half-closes right after one byte, before it is classified: still answered" \
+    in_c $TOOLS halfclose-client 10.99.2.2 7001 U0
 check "server half-closes, client still sends" in_c $TOOLS halfclose-client 10.99.2.2 7001 D
 check "server received the client's bytes after its FIN" server_got
 check "half-closed exchange recorded as closed" e2e_record 'r["server"]=="10.99.2.2:7001" and r["bytes_up"]==1+12345 and r["bytes_down"]==100000 and r["end"]=="closed"'
