@@ -766,7 +766,9 @@ void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoin
     }
     c->fd = upstream_socket(server->family, SOCK_STREAM, w->cfg->routing.mark);
     if (c->fd < 0) {
-        conn_refuse(c, errno);
+        int err = errno;
+        worker_socket_failed(w, err);
+        conn_refuse(c, err);
         return;
     }
     sslen = upstream_sockaddr(server, &ss);

@@ -164,8 +164,12 @@ static void dial_next(struct dial *d)
             d->fd = -1;
             continue;
         }
-        if (d->fd < 0)
+        if (d->fd < 0) {
+            int err = errno;
+            worker_socket_failed(d->w, err);
+            errno = err;
             break;
+        }
         d->ev = event_new(d->w->base, d->fd, EV_WRITE, dial_connected, d);
         if (!d->ev || event_add(d->ev, &timeout) < 0)
             break;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #ifndef MITMTUN_VERSION
@@ -125,6 +126,31 @@ static int ca_export_command(const struct config *cfg, const char *dir)
     return rc;
 }
 
+/*
+ * Every TCP connection and UDP flow holds a socket on the host stack: take the hard limit of
+ * open files rather than the soft one (often 1,024, a few busy phones' worth).
+ */
+static void raise_open_files(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_errno(LOG_WARN, "raising the open files limit to %llu",
+                      (unsigned long long)rl.rlim_max);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < 4096)
+        log_warn("open files limit %llu: at most about that many connections and UDP flows at "
+                 "once (raise it: ulimit -n, or LimitNOFILE= for a systemd service)",
+                 (unsigned long long)rl.rlim_cur);
+    else
+        log_debug("open files limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
 static int run(const struct config *cfg)
 {
     struct event_base *base = NULL;
@@ -148,6 +174,7 @@ static int run(const struct config *cfg)
     tun_fd = open_tun(cfg); /* first: it says so when privileges are missing */
     if (tun_fd < 0)
         return 1;
+    raise_open_files();
     ca = open_ca(cfg);
     if (!ca) {
         close(tun_fd);

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -17,8 +18,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PROXY_MAX_SOCKETS  16 /* listening sockets, after tun/lan expand to their addresses */
-#define PROXY_MAX_NETWORKS 32 /* networks whose clients are admitted */
+#define PROXY_MAX_SOCKETS  16  /* listening sockets, after tun/lan expand to their addresses */
+#define PROXY_MAX_NETWORKS 32  /* networks whose clients are admitted */
+#define ACCEPT_PAUSE_MS    500 /* listening stops this long after a failed accept() */
 
 struct proxy_network {
     int family;
@@ -29,7 +31,8 @@ struct proxy_network {
 struct proxy_listener {
     struct proxy *p;
     struct evconnlistener *l;
-    enum conn_kind kind; /* CONN_EXPLICIT, or CONN_ONBOARD for the CA page */
+    struct event *resume; /* re-enables l after a failed accept() */
+    enum conn_kind kind;  /* CONN_EXPLICIT, or CONN_ONBOARD for the CA page */
 };
 
 struct proxy {
@@ -173,6 +176,33 @@ static void proxy_accept(struct evconnlistener *l, evutil_socket_t fd, struct so
     conn_explicit(p->w, fd, &client, &local, pl->kind);
 }
 
+/*
+ * accept() failed for want of file descriptors or memory: the client stays queued and the
+ * socket readable, so listening stops for a moment instead of spinning on it.
+ */
+static void proxy_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct proxy_listener *pl = arg;
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+    int err = EVUTIL_SOCKET_ERROR();
+
+    if (err == EMFILE || err == ENFILE)
+        worker_socket_failed(pl->p->w, err);
+    else
+        log_warn("explicit proxy: accepting a client: %s", strerror(err));
+    evconnlistener_disable(l);
+    evtimer_add(pl->resume, &pause);
+}
+
+static void proxy_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_listener *pl = arg;
+
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(pl->l);
+}
+
 static int proxy_listen(struct proxy *p, const struct sockaddr *sa, enum conn_kind kind, char *err,
                         size_t errlen)
 {
@@ -205,11 +235,17 @@ static int proxy_listen(struct proxy *p, const struct sockaddr *sa, enum conn_ki
         goto fail;
     pl->p = p;
     pl->kind = kind;
-    pl->l = evconnlistener_new(w->base, proxy_accept, pl, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    pl->resume = evtimer_new(w->base, proxy_accept_resume, pl);
+    pl->l = NULL;
+    if (pl->resume)
+        pl->l = evconnlistener_new(w->base, proxy_accept, pl, LEV_OPT_CLOSE_ON_FREE, -1, fd);
     if (!pl->l) {
+        if (pl->resume)
+            event_free(pl->resume);
         errno = ENOMEM;
         goto fail;
     }
+    evconnlistener_set_error_cb(pl->l, proxy_accept_error);
     p->nlisteners++;
     log_info("%s on %s", kind == CONN_ONBOARD ? "CA page" : "explicit proxy listening", where);
     return 0;
@@ -302,7 +338,9 @@ void proxy_free(struct proxy *p)
 {
     if (!p)
         return;
-    for (int i = 0; i < p->nlisteners; i++)
+    for (int i = 0; i < p->nlisteners; i++) {
         evconnlistener_free(p->listeners[i].l);
+        event_free(p->listeners[i].resume);
+    }
     free(p);
 }

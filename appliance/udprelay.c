@@ -147,7 +147,11 @@ static struct udp_flow *flow_new(struct udprelay *r, const struct packet_info *p
     clock_gettime(CLOCK_MONOTONIC, &f->mono);
     f->fd = upstream_socket(pi->family, SOCK_DGRAM, w->cfg->routing.mark);
     if (f->fd < 0) {
-        log_errno(LOG_WARN, "udp #%" PRIu64 ": socket", f->id);
+        int err = errno;
+        if (err == EMFILE || err == ENFILE)
+            worker_socket_failed(w, err);
+        else
+            log_errno(LOG_WARN, "udp #%" PRIu64 ": socket", f->id);
         free(f);
         return NULL;
     }

@@ -11,7 +11,9 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +48,32 @@ static long now_seconds(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long)ts.tv_sec;
+}
+
+#define FD_WARN_SECONDS 10
+
+void worker_socket_failed(struct worker *w, int err)
+{
+    struct rlimit rl;
+    long now = now_seconds();
+
+    if (err != EMFILE && err != ENFILE)
+        return;
+    if (w->fd_refused++ > 0 && now - w->fd_warned < FD_WARN_SECONDS)
+        return;
+    w->fd_warned = now;
+    if (err == ENFILE) {
+        log_warn("out of file descriptors system-wide (sysctl fs.file-max): new connections "
+                 "and UDP flows are refused until others close (%" PRIu64 " so far)",
+                 w->fd_refused);
+        return;
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        rl.rlim_cur = 0;
+    log_warn("out of file descriptors (open files limit %llu): new connections and UDP flows "
+             "are refused until others close (%" PRIu64 " so far); raise the limit: ulimit -n, "
+             "or LimitNOFILE= for a systemd service",
+             (unsigned long long)rl.rlim_cur, w->fd_refused);
 }
 
 static struct worker_pin *pin_slot(struct worker *w, int family, const uint8_t *client,

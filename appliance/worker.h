@@ -54,6 +54,8 @@ struct worker {
     uint64_t udp_open;
     uint64_t udp_total;
     uint64_t udp_dropped; /* datagrams refused: QUIC blocked, flow table full, send errors */
+    uint64_t fd_refused;  /* connections and flows refused for lack of file descriptors */
+    long fd_warned;       /* CLOCK_MONOTONIC second of the last warning about it */
     struct worker_pin pins[WORKER_PINS]; /* [tls] auto_passthrough */
 };
 
@@ -65,6 +67,12 @@ void worker_cleanup(struct worker *w);
 /* [tls] auto_passthrough: remember, or look up, a client that refused our certificate. */
 void worker_pin_add(struct worker *w, int family, const uint8_t *client, const char *host);
 int worker_pin_find(struct worker *w, int family, const uint8_t *client, const char *host);
+
+/*
+ * A socket() or accept() failed with err: when that is for lack of file descriptors (EMFILE,
+ * ENFILE), counts it and warns, at most every few seconds, with the limit and how to raise it.
+ */
+void worker_socket_failed(struct worker *w, int err);
 
 /* Logs one stats line: open and total flows, drops, memory. */
 void worker_log_stats(struct worker *w);

@@ -2,6 +2,7 @@
 import asyncio
 import hashlib
 import json
+import os
 import socket
 import ssl
 import struct
@@ -179,6 +180,22 @@ def hold(host, port, n, seconds):
     for _ in range(int(n)):
         socks.append(socket.create_connection((host, int(port)), timeout=10))
     print(f"holding {len(socks)} connections", flush=True)
+    time.sleep(float(seconds))
+    return 0
+
+
+def hold_some(host, port, n, seconds, out):
+    """Opens n TCP connections one after another, counting refusals (not fatal); writes
+    "opened refused" to the file out, then keeps the opened ones for seconds."""
+    socks, refused = [], 0
+    for _ in range(int(n)):
+        try:
+            socks.append(socket.create_connection((host, int(port)), timeout=10))
+        except ConnectionRefusedError:
+            refused += 1
+    with open(out + ".tmp", "w") as f:
+        f.write(f"{len(socks)} {refused}\n")
+    os.rename(out + ".tmp", out)
     time.sleep(float(seconds))
     return 0
 
