@@ -13,13 +13,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UDP_BUCKETS 4096
-#define UDP_BATCH   32 /* datagrams read per readiness event */
-#define UDP_MAX     65535
+#define UDP_BUCKETS       4096
+#define UDP_BATCH         32 /* datagrams read per readiness event */
+#define UDP_MAX           65535
+#define FULL_WARN_SECONDS 10
 
 struct udp_flow {
     struct udprelay *r;
-    struct udp_flow *hnext; /* hash chain */
+    struct udp_flow *hnext;         /* hash chain */
+    struct udp_flow *newer, *older; /* by their last datagram, either way */
     uint64_t id;
     struct netstack_endpoint client;
     struct netstack_endpoint server;
@@ -33,6 +35,9 @@ struct udprelay {
     struct worker *w;
     struct timeval idle;
     struct udp_flow *buckets[UDP_BUCKETS];
+    struct udp_flow *newest, *oldest; /* the one to evict when the table is full */
+    uint64_t evicted;
+    long full_warned; /* CLOCK_MONOTONIC second of the last "table full" warning */
     uint8_t payload[UDP_MAX];
     uint8_t packet[UDP_MAX + 64];
 };
@@ -57,6 +62,39 @@ static int flow_matches(const struct udp_flow *f, const struct packet_info *pi)
            memcmp(f->server.addr, pi->dst, alen) == 0;
 }
 
+static void lru_unlink(struct udprelay *r, struct udp_flow *f)
+{
+    if (f->newer)
+        f->newer->older = f->older;
+    else
+        r->newest = f->older;
+    if (f->older)
+        f->older->newer = f->newer;
+    else
+        r->oldest = f->newer;
+    f->newer = f->older = NULL;
+}
+
+static void lru_push(struct udprelay *r, struct udp_flow *f)
+{
+    f->older = r->newest;
+    f->newer = NULL;
+    if (r->newest)
+        r->newest->newer = f;
+    else
+        r->oldest = f;
+    r->newest = f;
+}
+
+/* A datagram went through f: it becomes the last to be evicted. */
+static void lru_touch(struct udprelay *r, struct udp_flow *f)
+{
+    if (f != r->newest) {
+        lru_unlink(r, f);
+        lru_push(r, f);
+    }
+}
+
 static void flow_close(struct udp_flow *f, const char *end, const char *error)
 {
     struct udprelay *r = f->r;
@@ -71,6 +109,7 @@ static void flow_close(struct udp_flow *f, const char *end, const char *error)
             *pp = f->hnext;
             break;
         }
+    lru_unlink(r, f);
     struct flow_record rec = {
         .type = "udp",
         .id = f->id,
@@ -119,6 +158,7 @@ static void flow_readable(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         f->bytes_down += (uint64_t)n;
+        lru_touch(r, f);
     }
 }
 
@@ -129,9 +169,17 @@ static struct udp_flow *flow_new(struct udprelay *r, const struct packet_info *p
     struct udp_flow *f;
     unsigned b = flow_hash(pi);
 
-    if (w->udp_open >= (uint64_t)w->cfg->udp.max_flows) {
-        log_debug("udp: flow table full ([udp] max_flows = %d)", w->cfg->udp.max_flows);
-        return NULL;
+    if (w->udp_open >= (uint64_t)w->cfg->udp.max_flows && r->oldest) {
+        struct timespec now;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (r->evicted++ == 0 || now.tv_sec - r->full_warned >= FULL_WARN_SECONDS) {
+            r->full_warned = now.tv_sec;
+            log_warn("udp: flow table full ([udp] max_flows = %d): each new flow closes the one "
+                     "idle longest (%" PRIu64 " so far)",
+                     w->cfg->udp.max_flows, r->evicted);
+        }
+        flow_close(r->oldest, "evicted", NULL);
     }
     f = calloc(1, sizeof(*f));
     if (!f)
@@ -169,6 +217,7 @@ static struct udp_flow *flow_new(struct udprelay *r, const struct packet_info *p
     }
     f->hnext = r->buckets[b];
     r->buckets[b] = f;
+    lru_push(r, f);
     w->udp_open++;
     w->udp_total++;
     return f;
@@ -197,8 +246,9 @@ void udprelay_packet(void *arg, const uint8_t *pkt, size_t len, const struct pac
         w->udp_dropped++;
         return;
     }
-    /* Re-adding restarts the idle timer. */
+    /* Re-adding restarts the idle timer (as the server's datagrams do, the event persisting). */
     event_add(f->ev, &r->idle);
+    lru_touch(r, f);
     if (send(f->fd, payload, plen, 0) < 0) {
         log_errno(LOG_DEBUG, "udp #%" PRIu64 ": send", f->id);
         w->udp_dropped++;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # UDP through the TUN: a DNS query to a real dnsmasq is answered (IPv4 and IPv6), UDP/443 is
 # refused with ICMP port unreachable (and relayed with [udp] relay_quic), idle flows expire and
-# are recorded. Pings to any address are answered exactly when the destination answers.
+# are recorded, a full flow table evicts the flow idle longest. Pings to any address are
+# answered exactly when the destination answers.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 ip netns exec "$NS_S" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
@@ -49,5 +50,18 @@ e2e_stop_appliance
 
 e2e_start_appliance --set udp.relay_quic=yes
 check "relay_quic = yes: UDP/443 relayed" quic_relayed
+e2e_stop_appliance
+
+e2e_start_appliance --set udp.max_flows=2
+several_answered() { # five queries, each from a new port: a new flow each
+    for i in 1 2 3 4 5; do answer_is 10.99.2.2 test.example 10.99.2.80 || return 1; done
+}
+check "max_flows = 2: five new flows in a row all answered" several_answered
+check "the flows idle longest were evicted and recorded so" python3 -c "
+import json
+recs = [r for r in map(json.loads, open('$FLOWS')) if r['type'] == 'udp' and r['end'] == 'evicted']
+assert len(recs) == 3 and all(r['bytes_down'] > 0 for r in recs), recs"
+check "one warning says the table is full" bash -c "
+    [ \$(grep -c 'udp: flow table full (\[udp\] max_flows = 2)' '$APP_LOG') = 1 ]"
 e2e_stop_appliance
 e2e_pass
