@@ -134,7 +134,7 @@ int har_convert(const char *path, FILE *out)
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    long lineno = 0;
+    long lineno = 0, skipped = 0;
     int rc = 0;
 
     if (!in) {
@@ -146,46 +146,47 @@ int har_convert(const char *path, FILE *out)
         json_error_t jerr;
         json_t *r, *entry;
 
+        /* A bad line (cut short by a crash or a full disk) costs only itself. */
         lineno++;
         if (len > HAR_LINE_MAX) {
-            fprintf(stderr, "mitmtun har: %s:%ld: record longer than %d bytes\n", path, lineno,
-                    HAR_LINE_MAX);
-            rc = -1;
-            break;
+            fprintf(stderr, "mitmtun har: %s:%ld: record longer than %d bytes, skipped\n", path,
+                    lineno, HAR_LINE_MAX);
+            skipped++;
+            continue;
         }
         r = json_loadb(line, (size_t)len, 0, &jerr);
         if (!r) {
-            fprintf(stderr, "mitmtun har: %s:%ld: not JSON: %s\n", path, lineno, jerr.text);
-            rc = -1;
-            break;
+            fprintf(stderr, "mitmtun har: %s:%ld: not JSON (%s), skipped\n", path, lineno,
+                    jerr.text);
+            skipped++;
+            continue;
         }
         if (json_is_object(r) &&
             strcmp(json_string_value(json_object_get(r, "type")) ?: "", "http") == 0) {
             entry = har_entry(r);
-            if (!entry) {
-                fprintf(stderr, "mitmtun har: %s:%ld: http record without url or version\n", path,
-                        lineno);
-                json_decref(r);
-                rc = -1;
-                break;
+            if (entry) {
+                json_array_append_new(entries, entry);
+            } else {
+                fprintf(stderr, "mitmtun har: %s:%ld: http record with fields missing, skipped\n",
+                        path, lineno);
+                skipped++;
             }
-            json_array_append_new(entries, entry);
         }
         json_decref(r);
+    }
+    if (skipped) {
+        fprintf(stderr, "mitmtun har: %s: %ld of %ld lines skipped\n", path, skipped, lineno);
+        rc = -1;
     }
     free(line);
     if (in != stdin)
         fclose(in);
-    if (rc == 0) {
-        har = json_pack("{s:{s:s,s:{s:s,s:s},s:[],s:o}}", "log", "version", "1.2", "creator",
-                        "name", "mitmtun", "version", MITMTUN_VERSION, "pages", "entries", entries);
-        if (!har || json_dumpf(har, out, JSON_INDENT(1)) < 0 || fputc('\n', out) == EOF) {
-            fprintf(stderr, "mitmtun har: cannot write the HAR document\n");
-            rc = -1;
-        }
-        json_decref(har);
-    } else {
-        json_decref(entries);
+    har = json_pack("{s:{s:s,s:{s:s,s:s},s:[],s:o}}", "log", "version", "1.2", "creator", "name",
+                    "mitmtun", "version", MITMTUN_VERSION, "pages", "entries", entries);
+    if (!har || json_dumpf(har, out, JSON_INDENT(1)) < 0 || fputc('\n', out) == EOF) {
+        fprintf(stderr, "mitmtun har: cannot write the HAR document\n");
+        rc = -1;
     }
+    json_decref(har);
     return rc;
 }

@@ -7,7 +7,11 @@
 
 #include <stdio.h>
 
-/* Converts path into out. Returns 0, or -1 after a message on stderr naming the file and line. */
+/*
+ * Converts path into out. A line that is no record (cut short by a crash or a full disk) is
+ * skipped with a message on stderr naming the file and line, and the rest still converted.
+ * Returns 0, or -1 when a line was skipped or path could not be read or out written.
+ */
 int har_convert(const char *path, FILE *out);
 
 #endif

@@ -183,9 +183,17 @@ assert any(e['request']['url'].startswith('https://') and e['timings']['ssl'] >=
 PY"
 check "HAR: a missing file is named" bash -c "
     out=\$($MITMTUN har $WORK/nope.jsonl 2>&1); [ \$? = 1 ] && echo \"\$out\" | grep -q 'nope.jsonl: No such file'"
-check "HAR: a broken line is named" bash -c "
-    printf '{\"type\":\"tcp\"}\nnot json\n' >$WORK/bad.jsonl
-    out=\$($MITMTUN har $WORK/bad.jsonl 2>&1); [ \$? = 1 ] && echo \"\$out\" | grep -q 'bad.jsonl:2: not JSON'"
+bad_lines_skipped() { # a line cut short (crash, full disk) is named and skipped; the rest converts
+    local first
+    first=$(grep -m1 '"type":"http"' "$WORK/snapshot.jsonl")
+    { echo "$first"; echo "not json"; echo "${first:0:40}"; echo "$first"; } >"$WORK/bad.jsonl"
+    $MITMTUN har "$WORK/bad.jsonl" >"$WORK/bad.har" 2>"$WORK/bad.err" && return 1 # exit 1
+    cat "$WORK/bad.err"
+    grep -q 'bad.jsonl:2: not JSON' "$WORK/bad.err" && grep -q 'bad.jsonl:3: not JSON' "$WORK/bad.err" &&
+        grep -q '2 of 4 lines skipped' "$WORK/bad.err" &&
+        python3 -c "import json; assert len(json.load(open('$WORK/bad.har'))['log']['entries']) == 2"
+}
+check "HAR: broken lines are named and skipped, the others converted" bad_lines_skipped
 check "every connection closed" e2e_wait_tcp_drained 10
 e2e_stop_appliance
 
