@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,10 @@
  * kept from one batch to the next: no allocation per record. Unattached (no loop), each record
  * is written at once; detaching (the appliance stops) writes what waits.
  */
-#define FLUSH_MS    50
-#define FLUSH_BYTES (64 * 1024)
-#define KEEP_BYTES  (4 * FLUSH_BYTES) /* a batch grown past this (large bodies) is given back */
+#define FLUSH_MS     50
+#define FLUSH_BYTES  (64 * 1024)
+#define KEEP_BYTES   (4 * FLUSH_BYTES) /* a batch grown past this (large bodies) is given back */
+#define WARN_SECONDS 60                /* between warnings while the file cannot be written */
 
 struct out {
     char *buf;
@@ -35,6 +37,10 @@ struct out {
 
 struct flowlog {
     int fd;                 /* -1: console only */
+    char *path;             /* the file, to reopen it */
+    uint64_t lost;          /* bytes of records not written since writing last worked */
+    time_t warned;          /* CLOCK_MONOTONIC second of the last warning about it */
+    int torn;               /* a failed write cut a line short: end it before the next */
     struct out file;        /* JSON Lines waiting for fd */
     struct out console;     /* lines waiting for stderr */
     struct event *flush_ev; /* NULL: unattached */
@@ -42,8 +48,11 @@ struct flowlog {
     char ts[20];            /* "2026-11-28T02:13:27" */
 };
 
-/* Writes a batch to fd, whole; returns 0, or -1 with errno. The batch is emptied either way. */
-static int out_write(struct out *o, int fd)
+/*
+ * Writes a batch to fd, whole; returns 0, or -1 with errno. The batch is emptied either way;
+ * *done says how much of it went out.
+ */
+static int out_write(struct out *o, int fd, size_t *done)
 {
     size_t off = 0;
     int ret = 0;
@@ -58,6 +67,7 @@ static int out_write(struct out *o, int fd)
         }
         off += (size_t)n;
     }
+    *done = off;
     o->len = 0;
     if (o->cap > KEEP_BYTES) {
         free(o->buf);
@@ -67,14 +77,49 @@ static int out_write(struct out *o, int fd)
     return ret;
 }
 
+/*
+ * Writes the file's batch. When that fails (a full disk), the batch is lost: counted, and said
+ * once a minute until writing works again; a line the failure cut short is ended first.
+ */
+static void file_write(struct flowlog *fl)
+{
+    size_t len = fl->file.len, done = 0;
+    struct timespec now;
+    int err = 0;
+
+    if (fl->torn && write(fl->fd, "\n", 1) != 1)
+        err = errno;
+    else if (out_write(&fl->file, fl->fd, &done) < 0)
+        err = errno;
+    fl->file.len = 0;
+    if (!err) {
+        fl->torn = 0;
+        if (fl->lost)
+            log_info("[log] flows: writing to %s again; %" PRIu64 " bytes of records were lost",
+                     fl->path, fl->lost);
+        fl->lost = 0;
+        return;
+    }
+    if (done > 0)
+        fl->torn = 1;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (fl->lost == 0 || now.tv_sec - fl->warned >= WARN_SECONDS) {
+        fl->warned = now.tv_sec;
+        log_warn("[log] flows: cannot write to %s: %s; records are lost until it works again "
+                 "(%" PRIu64 " bytes so far)",
+                 fl->path, strerror(err ? err : EIO), fl->lost + (len - done));
+    }
+    fl->lost += len - done;
+}
+
 /* Writes out what waits. */
 static void flowlog_flush(struct flowlog *fl)
 {
-    size_t n = fl->file.len;
+    size_t done;
 
-    out_write(&fl->console, STDERR_FILENO);
-    if (fl->fd >= 0 && out_write(&fl->file, fl->fd) < 0)
-        log_errno(LOG_WARN, "[log] flows: writing %zu bytes of records", n);
+    out_write(&fl->console, STDERR_FILENO, &done);
+    if (fl->fd >= 0 && fl->file.len > 0)
+        file_write(fl);
 }
 
 static void flowlog_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -124,15 +169,37 @@ struct flowlog *flowlog_open(const char *path, char *err, size_t errlen)
     }
     fl->fd = -1;
     if (path && *path) {
+        fl->path = strdup(path);
         /* O_APPEND: every batch lands at the end, also when several processes share the file. */
-        fl->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        fl->fd = fl->path ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640) : -1;
         if (fl->fd < 0) {
-            snprintf(err, errlen, "[log] flows: cannot open '%s': %s", path, strerror(errno));
+            snprintf(err, errlen, "[log] flows: cannot open '%s': %s", path,
+                     strerror(fl->path ? errno : ENOMEM));
             flowlog_close(fl);
             return NULL;
         }
     }
     return fl;
+}
+
+int flowlog_reopen(struct flowlog *fl)
+{
+    int fd;
+
+    if (fl->fd < 0)
+        return 0;
+    flowlog_flush(fl); /* what waits belongs to the old file */
+    fd = open(fl->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        log_errno(LOG_WARN, "[log] flows: cannot reopen %s (still writing to the old file)",
+                  fl->path);
+        return -1;
+    }
+    close(fl->fd);
+    fl->fd = fd;
+    fl->torn = 0;
+    log_info("[log] flows: reopened %s", fl->path);
+    return 0;
 }
 
 void flowlog_close(struct flowlog *fl)
@@ -143,6 +210,7 @@ void flowlog_close(struct flowlog *fl)
     flowlog_flush(fl);
     if (fl->fd >= 0)
         close(fl->fd);
+    free(fl->path);
     free(fl->file.buf);
     free(fl->console.buf);
     free(fl);

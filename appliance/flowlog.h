@@ -53,6 +53,9 @@ struct http_record {
 /* Opens path for appending (NULL or "" for console only). Returns NULL with err filled. */
 struct flowlog *flowlog_open(const char *path, char *err, size_t errlen);
 void flowlog_close(struct flowlog *fl);
+/* Writes what waits, then opens the file's path anew (after a rotation). Returns 0, or -1
+ * (logged) still writing to the old file. */
+int flowlog_reopen(struct flowlog *fl);
 /* Batches records per pass of base's loop from now on. Returns 0 or -1 (out of memory). */
 struct event_base;
 int flowlog_attach(struct flowlog *fl, struct event_base *base);

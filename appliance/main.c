@@ -46,7 +46,8 @@ static void usage(FILE *out)
             "                      installers take (PEM, DER, PKCS#12, Android), with a how-to\n"
             "  har FLOWS.jsonl     the HTTP records of a flows file as HAR 1.2 on stdout\n"
             "\n"
-            "Signals: SIGINT/SIGTERM stop cleanly, SIGUSR1 logs a stats line.\n"
+            "Signals: SIGINT/SIGTERM stop cleanly, SIGUSR1 logs a stats line, SIGUSR2 reopens\n"
+            "the flows file (after logrotate moved it).\n"
             "Exit status: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage.\n");
 }
 
@@ -62,6 +63,14 @@ static void on_usr1(evutil_socket_t sig, short what, void *arg)
     (void)sig;
     (void)what;
     worker_log_stats(arg);
+}
+
+/* After logrotate moved the flows file away. */
+static void on_usr2(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    flowlog_reopen(arg);
 }
 
 /* Opens and configures the TUN; explains a missing privilege in one line. */
@@ -154,7 +163,7 @@ static void raise_open_files(void)
 static int run(const struct config *cfg)
 {
     struct event_base *base = NULL;
-    struct event *sigs[3] = {NULL, NULL, NULL};
+    struct event *sigs[4] = {NULL, NULL, NULL, NULL};
     struct flowlog *flows = NULL;
     struct routing routing = {0};
     struct worker w;
@@ -207,7 +216,8 @@ static int run(const struct config *cfg)
     sigs[0] = evsignal_new(base, SIGINT, on_stop, base);
     sigs[1] = evsignal_new(base, SIGTERM, on_stop, base);
     sigs[2] = evsignal_new(base, SIGUSR1, on_usr1, &w);
-    for (int i = 0; i < 3; i++)
+    sigs[3] = evsignal_new(base, SIGUSR2, on_usr2, flows);
+    for (int i = 0; i < 4; i++)
         if (!sigs[i] || evsignal_add(sigs[i], NULL) < 0)
             goto stop;
 
@@ -220,7 +230,7 @@ static int run(const struct config *cfg)
 stop:
     routing_teardown(&routing);
     worker_cleanup(&w);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (sigs[i])
             event_free(sigs[i]);
 out:

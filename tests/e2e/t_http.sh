@@ -151,5 +151,17 @@ check "binary bodies as base64" bash -c "
 check "record: base64 of the first 100 bytes" e2e_http_record '
     r["request_bytes"]==1048576 and r.get("request_body_encoding")=="base64"
     and __import__("base64").b64decode(r["request_body"])==open("'"$WORK"'/upload.bin","rb").read(100)'
+
+# --- log rotation: SIGUSR2 reopens the flows file ------------------------------------------------
+rotated() { # the flows file moved away, SIGUSR2, then one more exchange: it lands in a new file
+    e2e_records_settle
+    mv "$FLOWS" "$FLOWS.1"
+    kill -USR2 "$APP_PID"
+    for _ in $(seq 50); do grep -q "flows: reopened" "$APP_LOG" && break; sleep 0.1; done
+    c_curl -o /dev/null "http://$S/index.html?after-rotation"
+    e2e_http_record 'r["url"].endswith("?after-rotation")' >/dev/null &&
+        ! grep -q 'after-rotation' "$FLOWS.1" && grep -q '"url":"http://10.99.2.2/index.html"' "$FLOWS.1"
+}
+check "SIGUSR2 after a rotation: new records in a new file, the old ones kept" rotated
 e2e_stop_appliance
 e2e_pass

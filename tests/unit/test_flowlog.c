@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -258,21 +260,23 @@ static long file_size(void)
 
 /* Attached to a loop, records wait for the batch to age (50 ms) or fill (64 KiB); detaching
  * writes what waits. Every line arrives whole. */
+static const struct netstack_endpoint rec1_ep = {.family = AF_INET, .port = 1};
+static const struct httpmsg rec1_rq = {.method = "GET", .target = "/", .major = 1, .minor = 1};
+static const struct http_record rec1 = {.client = &rec1_ep,
+                                        .server = &rec1_ep,
+                                        .mode = "transparent",
+                                        .scheme = "http",
+                                        .url = "http://x/",
+                                        .request = &rec1_rq,
+                                        .status = 200,
+                                        .reason = "OK",
+                                        .connect_ms = -1,
+                                        .tls_ms = -1,
+                                        .ttfb_ms = -1};
+
 static void test_batches(void **state)
 {
-    struct netstack_endpoint ep = endpoint(AF_INET, "10.0.0.2", 1);
-    struct httpmsg rq = {.method = "GET", .target = "/", .major = 1, .minor = 1};
-    struct http_record r = {.client = &ep,
-                            .server = &ep,
-                            .mode = "transparent",
-                            .scheme = "http",
-                            .url = "http://x/",
-                            .request = &rq,
-                            .status = 200,
-                            .reason = "OK",
-                            .connect_ms = -1,
-                            .tls_ms = -1,
-                            .ttfb_ms = -1};
+    const struct http_record *r = &rec1;
     struct event_base *base = event_base_new();
     struct timeval wait = {0, 200 * 1000};
     char err[256];
@@ -287,8 +291,8 @@ static void test_batches(void **state)
     fl = flowlog_open(path, err, sizeof(err));
     assert_non_null(fl);
     assert_int_equal(flowlog_attach(fl, base), 0);
-    flowlog_write_http(fl, &r);
-    flowlog_write_http(fl, &r);
+    flowlog_write_http(fl, r);
+    flowlog_write_http(fl, r);
     assert_int_equal(file_size(), 0); /* waiting in the batch */
     event_base_loopexit(base, &wait);
     event_base_dispatch(base);
@@ -296,12 +300,12 @@ static void test_batches(void **state)
     assert_true(one > 100 && file_size() == 2 * one); /* written once the batch aged */
 
     while (file_size() == 2 * one && n < 1000) { /* until 64 KiB have gathered */
-        flowlog_write_http(fl, &r);
+        flowlog_write_http(fl, r);
         n++;
     }
     assert_true(n * one >= 64 * 1024 - one && n * one <= 64 * 1024 + one);
     assert_int_equal(file_size(), (2 + n) * one);
-    flowlog_write_http(fl, &r);
+    flowlog_write_http(fl, r);
     flowlog_detach(fl); /* the appliance stops: what waits is written */
     assert_int_equal(file_size(), (3 + n) * one);
     flowlog_close(fl);
@@ -318,6 +322,115 @@ static void test_batches(void **state)
     fclose(f);
     assert_true(n * one == file_size());
     log_set_level(LOG_INFO);
+}
+
+/* Lines of file p (up to max), each parsed or NULL when it is not JSON. Returns their count. */
+static int lines_of(const char *p, json_t **lines, int max)
+{
+    char line[4096];
+    int n = 0;
+    FILE *f = fopen(p, "r");
+
+    assert_non_null(f);
+    while (n < max && fgets(line, sizeof(line), f))
+        lines[n++] = json_loads(line, 0, NULL);
+    fclose(f);
+    return n;
+}
+
+static void free_lines(json_t **lines, int n)
+{
+    for (int i = 0; i < n; i++)
+        json_decref(lines[i]);
+}
+
+/* SIGUSR2 after a rotation: later records go to a new file at the configured path. */
+static void test_reopen(void **state)
+{
+    char rotated[80], err[256];
+    struct flowlog *fl;
+    json_t *lines[4];
+
+    (void)state;
+    log_set_level(LOG_WARN);
+    unlink(path);
+    snprintf(rotated, sizeof(rotated), "%s.1", path);
+    fl = flowlog_open(path, err, sizeof(err));
+    assert_non_null(fl);
+    flowlog_write_http(fl, &rec1);
+    assert_int_equal(rename(path, rotated), 0);
+    flowlog_write_http(fl, &rec1); /* still into the rotated file */
+    assert_int_equal(flowlog_reopen(fl), 0);
+    flowlog_write_http(fl, &rec1);
+    flowlog_close(fl);
+    assert_int_equal(lines_of(rotated, lines, 4), 2);
+    assert_non_null(lines[0]);
+    assert_non_null(lines[1]);
+    free_lines(lines, 2);
+    assert_int_equal(lines_of(path, lines, 4), 1);
+    assert_string_equal(str(lines[0], "url"), "http://x/");
+    free_lines(lines, 1);
+    unlink(rotated);
+    log_set_level(LOG_INFO);
+}
+
+/*
+ * A full disk (here a file size limit): records are lost and said so once, a line cut short is
+ * ended before the next, and writing resumes when there is room again.
+ */
+static void test_write_failure(void **state)
+{
+    struct rlimit saved, small;
+    char err[256], console[2048];
+    struct flowlog *fl;
+    json_t *lines[8];
+    long one_len;
+    int n, fd, saved_err = dup(STDERR_FILENO);
+    FILE *f;
+
+    (void)state;
+    signal(SIGXFSZ, SIG_IGN);
+    unlink(path);
+    fd = open(console_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0 && saved_err >= 0);
+    dup2(fd, STDERR_FILENO);
+    log_set_level(LOG_INFO);
+    fl = flowlog_open(path, err, sizeof(err));
+    assert_non_null(fl);
+    flowlog_write_http(fl, &rec1);
+    one_len = file_size();
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    small = saved;
+    small.rlim_cur = (rlim_t)(one_len + one_len / 2); /* room for half a record more */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    flowlog_write_http(fl, &rec1); /* cut short */
+    flowlog_write_http(fl, &rec1); /* lost */
+    flowlog_write_http(fl, &rec1); /* lost */
+    assert_int_equal(file_size(), one_len + one_len / 2);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    flowlog_write_http(fl, &rec1);
+    flowlog_close(fl);
+    dup2(saved_err, STDERR_FILENO);
+    close(saved_err);
+    close(fd);
+
+    n = lines_of(path, lines, 8);
+    assert_int_equal(n, 3); /* the first record, the torn one ended, the one after */
+    assert_non_null(lines[0]);
+    assert_null(lines[1]);
+    assert_non_null(lines[2]);
+    free_lines(lines, n);
+    f = fopen(console_path, "r");
+    assert_non_null(f);
+    console[fread(console, 1, sizeof(console) - 1, f)] = '\0';
+    fclose(f);
+    /* one warning with the cause, one line when it works again, with the bytes lost */
+    assert_non_null(strstr(console, "cannot write to"));
+    assert_null(strstr(strstr(console, "cannot write to") + 1, "cannot write to"));
+    assert_non_null(strstr(console, "File too large"));
+    assert_non_null(strstr(console, "again; "));
+    assert_non_null(strstr(console, " bytes of records were lost"));
+    signal(SIGXFSZ, SIG_DFL);
 }
 
 static int setup(void **state)
@@ -347,6 +460,8 @@ int main(void)
         cmocka_unit_test(test_long_escaped_strings),
         cmocka_unit_test(test_tcp_record),
         cmocka_unit_test(test_batches),
+        cmocka_unit_test(test_reopen),
+        cmocka_unit_test(test_write_failure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
