@@ -9,9 +9,12 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RAW_WRITE_HIGH  (128 * 1024) /* ciphertext queued for the client before the filter waits */
 #define UPSTREAM_IO_MAX (256 * 1024) /* bytes one upstream socket write may move */
@@ -452,9 +455,14 @@ struct tls_engine *tls_engine_new(const struct ca *ca, const char *upstream_ca_f
         return NULL;
     }
     if (keylog && *keylog) {
-        e->keylog = fopen(keylog, "a");
+        /* The secrets decrypt every captured stream: a new file is for its owner only. */
+        int fd = open(keylog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        e->keylog = fd >= 0 ? fdopen(fd, "a") : NULL;
         if (!e->keylog) {
-            snprintf(err, errlen, "[tls] keylog: cannot open '%s' for appending", keylog);
+            snprintf(err, errlen, "[tls] keylog: cannot open '%s' for appending: %s", keylog,
+                     strerror(errno));
+            if (fd >= 0)
+                close(fd);
             tls_engine_free(e);
             return NULL;
         }

@@ -75,6 +75,8 @@ keylog_both_legs() { # one TLS 1.3 exchange: secrets of the client leg and the u
     echo "$n CLIENT_TRAFFIC_SECRET_0 lines"
     [ "$n" = 2 ] && [ "$(grep -c "^SERVER_TRAFFIC_SECRET_0 " "$WORK/keylog.txt")" = 2 ]
 }
+check "keylog: a file only its owner can read (it decrypts everything)" \
+    bash -c "[ \$(stat -c %a '$WORK/keylog.txt') = 600 ]"
 check "keylog: both legs' secrets, NSS key log format" keylog_both_legs
 keylog_decrypts() { # tshark reads the HTTP request out of a capture of the client's leg
     local cap out
