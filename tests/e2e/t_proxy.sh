@@ -203,6 +203,8 @@ WHY="user name and password" check "407 without credentials" status_is 407 http:
 check "407 names the scheme" bash -c "
     ip netns exec $NS_C curl -sS -i --max-time 10 -x http://$PROXY http://a.test.example/ | grep -qi '^Proxy-Authenticate: Basic realm=\"mitmtun\"'"
 WHY="user name and password" check "407 with a wrong password" status_is 407 -U tester:wrong http://a.test.example/index.html
+WHY="user name and password" check "407 with the password cut short" status_is 407 -U tester:s3cre http://a.test.example/index.html
+WHY="user name and password" check "407 with the password and more" status_is 407 -U tester:s3cret1 http://a.test.example/index.html
 check "200 with the right ones" body_is "hello from nginx" -U tester:s3cret http://a.test.example/index.html
 check "the credentials do not go upstream" bash -c "
     ip netns exec $NS_C curl -sS --max-time 10 -x http://$PROXY -U tester:s3cret http://a.test.example:8000/seen |
