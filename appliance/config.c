@@ -54,6 +54,7 @@ static const struct key config_keys[] = {
     {"routing", "mark", K_UINT32, F(routing.mark), 1, 0, NULL, "0x6d74"},
     {"routing", "uids", K_UIDS, F(routing.uids), 0, 4294967294L, "1000, 2000-2099", ""},
     {"tcp", "connect_timeout", K_INT, F(tcp.connect_timeout), 1, 600, NULL, "10"},
+    {"tcp", "silent_client_timeout", K_INT, F(tcp.silent_client_timeout), 0, 86400, NULL, "120"},
     {"udp", "idle_timeout", K_INT, F(udp.idle_timeout), 1, 86400, NULL, "60"},
     {"udp", "max_flows", K_INT, F(udp.max_flows), 1, 1000000, NULL, "4096"},
     {"udp", "relay_quic", K_BOOL, F(udp.relay_quic), 0, 0, NULL, "no"},

@@ -53,6 +53,7 @@ struct config {
     } routing;
     struct {
         int connect_timeout; /* seconds before an unanswered upstream connect resets the client */
+        int silent_client_timeout; /* seconds a client may not answer while data waits for it */
     } tcp;
     struct {
         int idle_timeout; /* seconds a UDP flow lives without traffic */

@@ -341,12 +341,20 @@ static void conn_upstream_writecb(struct bufferevent *bev, void *arg)
     conn_finish_upstream(c);
 }
 
+const char *conn_client_error_end(const struct conn *c, short what)
+{
+    /* A netstack stream says how (see ns_err); a socket has the error itself. */
+    if (bufferevent_getfd(c->c_raw) < 0)
+        return (what & BEV_EVENT_READING) ? "client_reset" : "client_timeout";
+    return EVUTIL_SOCKET_ERROR() == ETIMEDOUT ? "client_timeout" : "client_reset";
+}
+
 static void conn_client_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
 
     if (what & BEV_EVENT_ERROR) {
-        conn_close(c, (what & BEV_EVENT_READING) ? "client_reset" : "client_timeout", NULL);
+        conn_close(c, conn_client_error_end(c, what), NULL);
         return;
     }
     if (what & BEV_EVENT_EOF) {
@@ -455,7 +463,7 @@ static void conn_handshake_eventcb(struct bufferevent *bev, short what, void *ar
     struct conn *c = arg;
 
     (void)bev;
-    conn_close(c, (what & BEV_EVENT_ERROR) ? "client_reset" : "tls_error",
+    conn_close(c, (what & BEV_EVENT_ERROR) ? conn_client_error_end(c, what) : "tls_error",
                "the client left during the TLS handshake");
 }
 

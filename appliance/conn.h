@@ -86,6 +86,11 @@ void conn_drop_upstream(struct conn *c);
  * Returns 1 when done, 0 when still draining: call again from the client's write callback.
  */
 int conn_end_client(struct conn *c);
+/*
+ * The end an error event (what) on the client stream means: "client_reset", or
+ * "client_timeout" for a client that stopped answering (the netstack gave up on it).
+ */
+const char *conn_client_error_end(const struct conn *c, short what);
 /* Milliseconds since *since (CLOCK_MONOTONIC). */
 double conn_ms_since(const struct timespec *since);
 

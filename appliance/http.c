@@ -995,9 +995,11 @@ static void http_client_eventcb(struct bufferevent *bev, short what, void *arg)
 
     (void)bev;
     if (what & BEV_EVENT_ERROR) {
+        const char *end = conn_client_error_end(c, what);
         if (h->state != H_IDLE)
-            http_record(h, "the client reset the connection");
-        conn_close(c, "client_reset", NULL);
+            http_record(h, strcmp(end, "client_reset") == 0 ? "the client reset the connection"
+                                                            : "the client stopped answering");
+        conn_close(c, end, NULL);
         return;
     }
     if (!(what & BEV_EVENT_EOF))

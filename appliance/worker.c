@@ -205,6 +205,7 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     w->ns = netstack_new(base, tun_fd, cfg->tun.mtu, &h);
     if (!w->ns)
         goto fail;
+    netstack_set_silence_timeout(w->ns, cfg->tcp.silent_client_timeout);
     /* /etc/resolv.conf and /etc/hosts; without them names fail with a clear 502. */
     evdns_set_log_fn(worker_dns_log);
     w->dns =

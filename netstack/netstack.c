@@ -41,6 +41,7 @@
 #define TIMER_MS        100         /* lwIP timers' granularity is 250 ms */
 #define BULK_BYTES      (1u << 20)  /* a tick moving this much through the TUN may be bulk */
 #define BULK_TICKS      3           /* bulk ends this many ticks after the last bulk tick */
+#define SILENCE_TICKS   10          /* silent clients are looked for every this many ticks */
 
 struct netstack_syn {
     struct netstack *ns;
@@ -81,6 +82,8 @@ struct netstack {
     struct gso_batch *gso;         /* lwIP's segments, merged until the next ns_flush */
     struct netstack_counters tick; /* the counters at the last timer tick */
     int bulk_ticks;                /* ticks left before bulk traffic counts as ended; 0: none */
+    uint32_t silence_ms;           /* netstack_set_silence_timeout; 0: off */
+    unsigned silence_tick;         /* counts ticks up to SILENCE_TICKS */
 };
 
 #define RXBUF_SIZE (GSO_VNET_HDR + 65536)
@@ -677,6 +680,30 @@ static void ns_bulk_tick(struct netstack *ns)
     }
 }
 
+/*
+ * Aborts the connections of clients that have sent nothing for silence_ms while data waits for
+ * them (they left the Wi-Fi): lwIP's own retransmission limits take many minutes. lwIP stamps
+ * pcb->tmr with tcp_ticks at every segment the client sends, window probes' answers too.
+ */
+static void ns_silence_tick(struct netstack *ns)
+{
+    struct ns_stream *s, *next;
+
+    for (s = ns->streams; s; s = next) {
+        struct tcp_pcb *pcb = s->pcb;
+
+        next = s->next;
+        if (!pcb || (!pcb->unacked && !pcb->unsent))
+            continue;
+        if ((uint64_t)(tcp_ticks - pcb->tmr) * TCP_SLOW_INTERVAL < ns->silence_ms)
+            continue;
+        log_debug("netstack: a client silent for %u s with %u bytes waiting for it: aborted",
+                  (unsigned)((tcp_ticks - pcb->tmr) * TCP_SLOW_INTERVAL / 1000),
+                  (unsigned)(pcb->snd_lbb - pcb->lastack));
+        tcp_abort(pcb); /* ns_err tells the appliance (a timeout) and frees s */
+    }
+}
+
 static void ns_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct netstack *ns = arg;
@@ -684,9 +711,18 @@ static void ns_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sys_check_timeouts();
+    if (ns->silence_ms && ++ns->silence_tick >= SILENCE_TICKS) {
+        ns->silence_tick = 0;
+        ns_silence_tick(ns);
+    }
     ns_flush(ns);
     if (ns->h.bulk)
         ns_bulk_tick(ns);
+}
+
+void netstack_set_silence_timeout(struct netstack *ns, int seconds)
+{
+    ns->silence_ms = seconds > 0 ? (uint32_t)seconds * 1000 : 0;
 }
 
 int netstack_send(struct netstack *ns, const uint8_t *pkt, size_t len)

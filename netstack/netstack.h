@@ -83,6 +83,12 @@ struct netstack *netstack_new(struct event_base *base, int tun_fd, int mtu,
                               const struct netstack_handlers *handlers);
 /* Aborts every connection and releases everything. */
 void netstack_free(struct netstack *ns);
+/*
+ * A client that sends nothing for seconds while data waits for it (it left the Wi-Fi) loses its
+ * connection, as one lwIP gives up on: tcp_established's stream gets an error. 0: only lwIP's
+ * own retransmission limits, which take many minutes.
+ */
+void netstack_set_silence_timeout(struct netstack *ns, int seconds);
 
 /*
  * The upstream is connected: pass the SYN to lwIP, which answers it; tcp_established gets ctx when

@@ -1,6 +1,7 @@
 #!/bin/bash
 # 500 concurrent connections all complete byte-exact; a client that vanishes mid-transfer frees
-# its connection and its upstream; afterwards the appliance holds no connection.
+# its connection and its upstream, whether it resets or just goes silent; afterwards the
+# appliance holds no connection.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 e2e_start_nginx
@@ -69,5 +70,50 @@ check "vanished client: recorded as reset mid-transfer" e2e_record \
     'r["server"]=="10.99.2.2:80" and r["end"] in ("client_reset","client_timeout") and 0<r["bytes_down"]<64*2**20'
 check "vanished client: connection freed" e2e_wait_tcp_drained 15
 check "vanished client: upstream connection closed too" upstream_closed
+e2e_stop_appliance
+
+# A client that goes silent (out of Wi-Fi range: its packets no longer arrive, nothing resets)
+# while a download waits for it is dropped after [tcp] silent_client_timeout.
+e2e_start_appliance --set tcp.silent_client_timeout=3
+silent_client() {
+    local pid t0
+    in_c curl -s --limit-rate 500K -o /dev/null http://10.99.2.2/big.bin &
+    pid=$!
+    sleep 1.5
+    in_c nft -f - <<'NFT'
+table inet gone {
+    chain i { type filter hook input priority 0; policy drop; }
+    chain o { type filter hook output priority 0; policy drop; }
+}
+NFT
+    t0=$(date +%s)
+    for _ in $(seq 150); do
+        grep -q '"end":"client_timeout"' "$FLOWS" 2>/dev/null && break
+        sleep 0.1
+    done
+    echo "recorded after $(($(date +%s) - t0)) s of silence"
+    in_c nft delete table inet gone
+    kill $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    e2e_record 'r["server"]=="10.99.2.2:80" and r["end"]=="client_timeout" and 0<r["bytes_down"]<64*2**20'
+}
+paused_reader() { # a client that stops reading for 3x the timeout still answers: it stays
+    local pid
+    rm -f "$WORK/paused.bin"
+    in_c curl -sS --limit-rate 4M -o "$WORK/paused.bin" http://10.99.2.2/big.bin &
+    pid=$!
+    sleep 1
+    kill -STOP $pid
+    sleep 9 # its receive window fills and stays shut; its kernel answers the window probes
+    kill -CONT $pid
+    wait $pid || return 1
+    [ "$(stat -c %s "$WORK/paused.bin")" = $((64 * 1024 * 1024)) ]
+}
+check "a client that stops reading but still answers is kept (window probes)" paused_reader
+check "silent client: dropped and recorded as client_timeout" silent_client
+check "silent client: its exchange recorded as cut short by it" e2e_http_record '
+    r["url"]=="http://10.99.2.2/big.bin" and r.get("error")=="the client stopped answering"'
+check "silent client: connection freed" e2e_wait_tcp_drained 5
+check "silent client: upstream connection closed too" upstream_closed
 e2e_stop_appliance
 e2e_pass
