@@ -170,7 +170,9 @@ static void worker_steer(struct worker *w)
 
     w->steer = tun_steer_new(w->cfg->tun.name, &cpu, others, sizeof(others));
     if (w->steer)
-        log_info("bulk traffic: worker on CPU %d, TUN receive processing on CPUs %s", cpu, others);
+        log_info("[tun] steer: while bulk traffic flows, the worker will run on CPU %d and the "
+                 "TUN's receive processing on CPUs %s",
+                 cpu, others);
     else if (errno)
         log_errno(LOG_WARN, "[tun] steer: cannot steer '%s'", w->cfg->tun.name);
 }

@@ -45,7 +45,7 @@ spread_during_download() { # switches spread before it
     [ -n "$seen" ] && [ "$(switches "bulk traffic")" -gt "$1" ]
 }
 if [ "$(nproc)" -ge 2 ]; then
-    check "steering ready at start" grep -q "bulk traffic: worker on CPU" "$APP_LOG"
+    check "steering ready at start" grep -q "while bulk traffic flows, the worker will run on CPU" "$APP_LOG"
     check "after the runs above the TUN's kernel work is inline" inline_now 0
     spread0=$(switches "bulk traffic")
     inline0=$(switches "TUN work inline")
