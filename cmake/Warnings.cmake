@@ -13,3 +13,9 @@ if(MITMTUN_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+if(MITMTUN_FUZZ)
+  # Coverage feedback from our code, not just the fuzz targets' own files: without it libFuzzer
+  # mutates blind (the HTTP target saw 24 edges, none of httpmsg.c).
+  add_compile_options(-fsanitize=fuzzer-no-link)
+  add_link_options(-fsanitize=fuzzer-no-link)
+endif()
