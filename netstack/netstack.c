@@ -42,6 +42,7 @@
 #define BULK_BYTES      (1u << 20)  /* a tick moving this much through the TUN may be bulk */
 #define BULK_TICKS      3           /* bulk ends this many ticks after the last bulk tick */
 #define SILENCE_TICKS   10          /* silent clients are looked for every this many ticks */
+#define PROBE_GRACE_MS  3000        /* a silent client's last chance to answer a keepalive */
 
 struct netstack_syn {
     struct netstack *ns;
@@ -63,6 +64,8 @@ struct ns_stream {
     unsigned fin_in : 1;  /* the client sent FIN */
     unsigned fin_out : 1; /* we sent FIN */
     unsigned app_eof : 1; /* the appliance will write no more */
+    unsigned probed : 1;  /* silent too long: a keepalive went out at probe_tick */
+    uint32_t probe_tick;  /* tcp_ticks then */
 };
 
 struct netstack {
@@ -683,7 +686,10 @@ static void ns_bulk_tick(struct netstack *ns)
 /*
  * Aborts the connections of clients that have sent nothing for silence_ms while data waits for
  * them (they left the Wi-Fi): lwIP's own retransmission limits take many minutes. lwIP stamps
- * pcb->tmr with tcp_ticks at every segment the client sends, window probes' answers too.
+ * pcb->tmr with tcp_ticks at every segment the client sends. A client that only stopped
+ * reading answers window probes, but lwIP spaces those up to a minute apart: so a client
+ * silent that long first gets a keepalive, which any live TCP answers at once, and is aborted
+ * only if PROBE_GRACE_MS pass without a word.
  */
 static void ns_silence_tick(struct netstack *ns)
 {
@@ -691,15 +697,28 @@ static void ns_silence_tick(struct netstack *ns)
 
     for (s = ns->streams; s; s = next) {
         struct tcp_pcb *pcb = s->pcb;
+        uint64_t silent_ms;
 
         next = s->next;
-        if (!pcb || (!pcb->unacked && !pcb->unsent))
+        if (!pcb)
             continue;
-        if ((uint64_t)(tcp_ticks - pcb->tmr) * TCP_SLOW_INTERVAL < ns->silence_ms)
+        silent_ms = (uint64_t)(tcp_ticks - pcb->tmr) * TCP_SLOW_INTERVAL;
+        if ((!pcb->unacked && !pcb->unsent) || silent_ms < ns->silence_ms) {
+            s->probed = 0;
+            continue;
+        }
+        if (!s->probed) {
+            log_debug("netstack: a client silent for %u s with data waiting for it: a keepalive",
+                      (unsigned)(silent_ms / 1000));
+            s->probed = 1;
+            s->probe_tick = tcp_ticks;
+            tcp_keepalive(pcb);
+            continue;
+        }
+        if ((uint64_t)(tcp_ticks - s->probe_tick) * TCP_SLOW_INTERVAL < PROBE_GRACE_MS)
             continue;
         log_debug("netstack: a client silent for %u s with %u bytes waiting for it: aborted",
-                  (unsigned)((tcp_ticks - pcb->tmr) * TCP_SLOW_INTERVAL / 1000),
-                  (unsigned)(pcb->snd_lbb - pcb->lastack));
+                  (unsigned)(silent_ms / 1000), (unsigned)(pcb->snd_lbb - pcb->lastack));
         tcp_abort(pcb); /* ns_err tells the appliance (a timeout) and frees s */
     }
 }

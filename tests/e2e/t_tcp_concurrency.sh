@@ -74,10 +74,10 @@ e2e_stop_appliance
 
 # A client that goes silent (out of Wi-Fi range: its packets no longer arrive, nothing resets)
 # while a download waits for it is dropped after [tcp] silent_client_timeout.
-e2e_start_appliance --set tcp.silent_client_timeout=3
+e2e_start_appliance --set tcp.silent_client_timeout=3 --set log.level=debug
 silent_client() {
     local pid t0
-    in_c curl -s --limit-rate 500K -o /dev/null http://10.99.2.2/big.bin &
+    ip netns exec "$NS_C" curl -s --limit-rate 500K -o /dev/null http://10.99.2.2/big.bin &
     pid=$!
     sleep 1.5
     in_c nft -f - <<'NFT'
@@ -97,17 +97,19 @@ NFT
     wait $pid 2>/dev/null
     e2e_record 'r["server"]=="10.99.2.2:80" and r["end"]=="client_timeout" and 0<r["bytes_down"]<64*2**20'
 }
-paused_reader() { # a client that stops reading for 3x the timeout still answers: it stays
+paused_reader() { # stops reading for 5x the timeout; lwIP's window probes come further apart than
+    # that, so the client gets a keepalive, answers it, and stays
     local pid
     rm -f "$WORK/paused.bin"
-    in_c curl -sS --limit-rate 4M -o "$WORK/paused.bin" http://10.99.2.2/big.bin &
+    ip netns exec "$NS_C" curl -sS --limit-rate 4M -o "$WORK/paused.bin" http://10.99.2.2/big.bin &
     pid=$!
     sleep 1
     kill -STOP $pid
-    sleep 9 # its receive window fills and stays shut; its kernel answers the window probes
+    sleep 15 # its receive window fills and stays shut: lwIP probes it at growing intervals
     kill -CONT $pid
     wait $pid || return 1
-    [ "$(stat -c %s "$WORK/paused.bin")" = $((64 * 1024 * 1024)) ]
+    [ "$(stat -c %s "$WORK/paused.bin")" = $((64 * 1024 * 1024)) ] &&
+        grep -q "silent for [0-9]* s with data waiting for it: a keepalive" "$APP_LOG"
 }
 check "a client that stops reading but still answers is kept (window probes)" paused_reader
 check "silent client: dropped and recorded as client_timeout" silent_client
