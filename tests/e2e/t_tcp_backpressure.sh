@@ -42,10 +42,12 @@ mid=$(rss_kib)
 sleep 2
 
 server_send_queue() { # nginx could not hand its data to the appliance: the window did it
+    # (an appliance that took all it was sent would leave nginx an empty queue on this link;
+    # how far the kernel grows nginx's send buffer in 4 s varies: 1 MB was once missed by 1 %)
     local q
     q=$(ip netns exec "$NS_S" ss -Htn state established '( sport = :80 )' | awk '{s+=$2} END {print s+0}')
     echo "nginx send queue: $q bytes"
-    [ "$q" -gt 1000000 ]
+    [ "$q" -gt 524288 ]
 }
 client_send_queue() {
     local q
