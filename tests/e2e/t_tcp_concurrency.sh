@@ -99,16 +99,7 @@ NFT
 }
 paused_reader() { # stops reading for 5x the timeout; lwIP's window probes come further apart than
     # that, so the client gets a keepalive, answers it, and stays
-    local pid
-    rm -f "$WORK/paused.bin"
-    ip netns exec "$NS_C" curl -sS --limit-rate 4M -o "$WORK/paused.bin" http://10.99.2.2/big.bin &
-    pid=$!
-    sleep 1
-    kill -STOP $pid
-    sleep 15 # its receive window fills and stays shut: lwIP probes it at growing intervals
-    kill -CONT $pid
-    wait $pid || return 1
-    [ "$(stat -c %s "$WORK/paused.bin")" = $((64 * 1024 * 1024)) ] &&
+    in_c $TOOLS paused-get 10.99.2.2 80 /big.bin 15 &&
         grep -q "silent for [0-9]* s with data waiting for it: a keepalive" "$APP_LOG"
 }
 check "a client that stops reading but still answers is kept (window probes)" paused_reader

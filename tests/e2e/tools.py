@@ -200,6 +200,24 @@ def hold_some(host, port, n, seconds, out):
     return 0
 
 
+def paused_get(host, port, path, pause):
+    """GET path with a small receive buffer, stop reading for pause seconds (the window shuts at
+    once; the kernel still answers probes), then read to the end: the body must be whole."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.settimeout(30)
+    s.connect((host, int(port)))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    data = s.recv(65536)
+    time.sleep(float(pause))
+    while chunk := s.recv(1 << 20):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    want = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    print(f"{len(body)} of {want} body bytes after a {pause} s pause")
+    return 0 if len(body) == want else 1
+
+
 def _tls_worker(args):
     host, port, seconds, cafile, names, offset = args
     import ssl
