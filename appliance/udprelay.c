@@ -36,8 +36,7 @@ struct udprelay {
     struct timeval idle;
     struct udp_flow *buckets[UDP_BUCKETS];
     struct udp_flow *newest, *oldest; /* the one to evict when the table is full */
-    uint64_t evicted;
-    long full_warned; /* CLOCK_MONOTONIC second of the last "table full" warning */
+    long full_warned;                 /* CLOCK_MONOTONIC second of the last "table full" warning */
     uint8_t payload[UDP_MAX];
     uint8_t packet[UDP_MAX + 64];
 };
@@ -173,11 +172,11 @@ static struct udp_flow *flow_new(struct udprelay *r, const struct packet_info *p
         struct timespec now;
 
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (r->evicted++ == 0 || now.tv_sec - r->full_warned >= FULL_WARN_SECONDS) {
+        if (w->udp_evicted++ == 0 || now.tv_sec - r->full_warned >= FULL_WARN_SECONDS) {
             r->full_warned = now.tv_sec;
             log_warn("udp: flow table full ([udp] max_flows = %d): each new flow closes the one "
                      "idle longest (%" PRIu64 " so far)",
-                     w->cfg->udp.max_flows, r->evicted);
+                     w->cfg->udp.max_flows, w->udp_evicted);
         }
         flow_close(r->oldest, "evicted", NULL);
     }

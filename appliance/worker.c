@@ -136,12 +136,13 @@ void worker_log_stats(struct worker *w)
 
     netstack_get_counters(w->ns, &nc);
     log_info("stats: tcp open=%" PRIu64 " total=%" PRIu64 " udp open=%" PRIu64 " total=%" PRIu64
-             " dropped=%" PRIu64 " packets in=%" PRIu64 " out=%" PRIu64 " (merged segments %" PRIu64
-             ") dropped=%" PRIu64 " rss=%ld KiB",
-             w->tcp_open, w->tcp_total, w->udp_open, w->udp_total, w->udp_dropped, nc.packets_in,
-             nc.packets_out, nc.segments_merged,
+             " dropped=%" PRIu64 " evicted=%" PRIu64 " packets in=%" PRIu64 " out=%" PRIu64
+             " (merged segments %" PRIu64 ") dropped=%" PRIu64 " refused for want of fds=%" PRIu64
+             " rss=%ld KiB",
+             w->tcp_open, w->tcp_total, w->udp_open, w->udp_total, w->udp_dropped, w->udp_evicted,
+             nc.packets_in, nc.packets_out, nc.segments_merged,
              nc.dropped_malformed + nc.dropped_fragments + nc.dropped_other + nc.tun_write_errors,
-             rss_kib());
+             w->fd_refused, rss_kib());
 }
 
 /* The netstack's bulk traffic began or ended: spread the TUN's kernel work or take it back

@@ -54,6 +54,7 @@ struct worker {
     uint64_t udp_open;
     uint64_t udp_total;
     uint64_t udp_dropped; /* datagrams refused: QUIC blocked, flow table full, send errors */
+    uint64_t udp_evicted; /* flows closed for new ones, the table full */
     uint64_t fd_refused;  /* connections and flows refused for lack of file descriptors */
     long fd_warned;       /* CLOCK_MONOTONIC second of the last warning about it */
     struct worker_pin pins[WORKER_PINS]; /* [tls] auto_passthrough */

@@ -169,8 +169,8 @@ e2e_stop_appliance() {
     if [ "$rc" = 0 ]; then ok "SIGTERM stops the appliance with status 0"; else fail "SIGTERM: exit status $rc"; tail -5 "$APP_LOG"; fi
 }
 
-# Prints the appliance's open TCP connection count, from a fresh SIGUSR1 stats line.
-e2e_tcp_open() {
+# Prints a fresh stats line (SIGUSR1).
+e2e_stats() {
     local before
     before=$(grep -c 'stats:' "$APP_LOG")
     kill -USR1 "$APP_PID"
@@ -178,7 +178,11 @@ e2e_tcp_open() {
         [ "$(grep -c 'stats:' "$APP_LOG")" -gt "$before" ] && break
         sleep 0.1
     done
-    grep 'stats:' "$APP_LOG" | tail -1 | sed -n 's/.*tcp open=\([0-9]*\).*/\1/p'
+    grep 'stats:' "$APP_LOG" | tail -1
+}
+# Prints the appliance's open TCP connection count, from a fresh stats line.
+e2e_tcp_open() {
+    e2e_stats | sed -n 's/.*tcp open=\([0-9]*\).*/\1/p'
 }
 
 # Waits (bounded) until no TCP connection is open; prints the count and fails if it stays > 0.

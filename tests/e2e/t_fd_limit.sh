@@ -41,6 +41,13 @@ no_spin() { # a proxy client waits on the full listener for 2 s; the appliance m
     [ $((t1 - t0)) -lt $(($(getconf CLK_TCK) / 2)) ]
 }
 check "explicit proxy: the listener pauses instead of spinning on accept()" no_spin
+fds_counted() { # the stats line counts the refusals
+    local line
+    line=$(e2e_stats)
+    echo "$line"
+    [[ "$line" =~ "refused for want of fds="([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge "${refused:-1}" ]
+}
+check "the stats line counts what was refused for want of file descriptors" fds_counted
 wait $HOLD
 check "after the held connections close: transparent fetch" page
 check "after the held connections close: explicit proxy fetch" page -x $PROXY

@@ -63,5 +63,7 @@ recs = [r for r in map(json.loads, open('$FLOWS')) if r['type'] == 'udp' and r['
 assert len(recs) == 3 and all(r['bytes_down'] > 0 for r in recs), recs"
 check "one warning says the table is full" bash -c "
     [ \$(grep -c 'udp: flow table full (\[udp\] max_flows = 2)' '$APP_LOG') = 1 ]"
+stats_has() { local line; line=$(e2e_stats); echo "$line"; [[ "$line" == *"$1"* ]]; }
+check "the stats line counts the evictions" stats_has " evicted=3 "
 e2e_stop_appliance
 e2e_pass
