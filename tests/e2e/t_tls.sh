@@ -81,13 +81,17 @@ check "keylog: both legs' secrets, NSS key log format" keylog_both_legs
 keylog_decrypts() { # tshark reads the HTTP request out of a capture of the client's leg
     local cap out
     : >"$WORK/keylog.txt"
-    ip netns exec "$NS_C" tcpdump -U -i c0 -w "$WORK/tls.pcap" 'tcp port 443' >/dev/null 2>&1 &
+    ip netns exec "$NS_C" tcpdump -U --immediate-mode -i c0 -w "$WORK/tls.pcap" 'tcp port 443' \
+        2>"$WORK/tcpdump.err" &
     cap=$!
-    sleep 0.5
+    # capturing once it says so, each packet written as it comes (without --immediate-mode a
+    # block of packets waits up to a second, and a capture stopped sooner was once empty)
+    for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" && break; sleep 0.1; done
     fetch a.test.example 443 --http1.1 >/dev/null
     sleep 0.5
     kill $cap
     wait $cap
+    tail -3 "$WORK/tcpdump.err" # packets captured, shown when the check fails
     out=$(timeout 60 tshark -r "$WORK/tls.pcap" -o "tls.keylog_file:$WORK/keylog.txt" \
         -Y http.request -T fields -e http.host -e http.request.uri 2>/dev/null)
     echo "decrypted: $out"
