@@ -36,10 +36,10 @@ struct out {
 };
 
 struct flowlog {
-    int fd;                 /* -1: console only */
-    char *path;             /* the file, to reopen it */
-    uint64_t lost;          /* bytes of records not written since writing last worked */
-    time_t warned;          /* CLOCK_MONOTONIC second of the last warning about it */
+    int fd;        /* -1: console only */
+    char *path;    /* the file, to reopen it */
+    uint64_t lost; /* bytes of records not written since writing last worked */
+    struct log_every lost_warning;
     int torn;               /* a failed write cut a line short: end it before the next */
     struct out file;        /* JSON Lines waiting for fd */
     struct out console;     /* lines waiting for stderr */
@@ -84,32 +84,29 @@ static int out_write(struct out *o, int fd, size_t *done)
 static void file_write(struct flowlog *fl)
 {
     size_t len = fl->file.len, done = 0;
-    struct timespec now;
     int err = 0;
 
     if (fl->torn && write(fl->fd, "\n", 1) != 1)
-        err = errno;
+        err = errno ? errno : EIO;
     else if (out_write(&fl->file, fl->fd, &done) < 0)
-        err = errno;
-    fl->file.len = 0;
+        err = errno ? errno : EIO;
+    fl->file.len = 0; /* dropped, also when the newline failed before it */
     if (!err) {
         fl->torn = 0;
         if (fl->lost)
             log_info("[log] flows: writing to %s again; %" PRIu64 " bytes of records were lost",
                      fl->path, fl->lost);
         fl->lost = 0;
+        log_every_reset(&fl->lost_warning);
         return;
     }
     if (done > 0)
         fl->torn = 1;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (fl->lost == 0 || now.tv_sec - fl->warned >= WARN_SECONDS) {
-        fl->warned = now.tv_sec;
+    fl->lost += len - done;
+    if (log_every_due(&fl->lost_warning, WARN_SECONDS))
         log_warn("[log] flows: cannot write to %s: %s; records are lost until it works again "
                  "(%" PRIu64 " bytes so far)",
-                 fl->path, strerror(err ? err : EIO), fl->lost + (len - done));
-    }
-    fl->lost += len - done;
+                 fl->path, strerror(err), fl->lost);
 }
 
 /* Writes out what waits. */

@@ -106,3 +106,20 @@ void log_errno(enum log_level level, const char *fmt, ...)
     va_end(ap);
     errno = saved;
 }
+
+int log_every_due(struct log_every *e, int seconds)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (e->said && now.tv_sec - e->last < seconds)
+        return 0;
+    e->said = 1;
+    e->last = now.tv_sec;
+    return 1;
+}
+
+void log_every_reset(struct log_every *e)
+{
+    e->said = 0;
+}

@@ -3,6 +3,7 @@
 #define MITMTUN_LOG_H
 
 #include <stddef.h>
+#include <time.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -23,6 +24,18 @@ void log_errno(enum log_level level, const char *fmt, ...) __attribute__((format
  */
 #define LOG_PREFIX_LEN 19
 size_t log_prefix(char *buf, enum log_level level);
+
+/*
+ * A warning repeated while a condition lasts (a full table, a full disk): log_every_due says
+ * whether to say it now, the first time and then every seconds; log_every_reset when the
+ * condition is over, so that its next start is said at once.
+ */
+struct log_every {
+    time_t last; /* CLOCK_MONOTONIC second it was last said */
+    int said;
+};
+int log_every_due(struct log_every *e, int seconds);
+void log_every_reset(struct log_every *e);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

@@ -36,7 +36,7 @@ struct udprelay {
     struct timeval idle;
     struct udp_flow *buckets[UDP_BUCKETS];
     struct udp_flow *newest, *oldest; /* the one to evict when the table is full */
-    long full_warned;                 /* CLOCK_MONOTONIC second of the last "table full" warning */
+    struct log_every full_warning;
     uint8_t payload[UDP_MAX];
     uint8_t packet[UDP_MAX + 64];
 };
@@ -169,15 +169,11 @@ static struct udp_flow *flow_new(struct udprelay *r, const struct packet_info *p
     unsigned b = flow_hash(pi);
 
     if (w->udp_open >= (uint64_t)w->cfg->udp.max_flows && r->oldest) {
-        struct timespec now;
-
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (w->udp_evicted++ == 0 || now.tv_sec - r->full_warned >= FULL_WARN_SECONDS) {
-            r->full_warned = now.tv_sec;
+        w->udp_evicted++;
+        if (log_every_due(&r->full_warning, FULL_WARN_SECONDS))
             log_warn("udp: flow table full ([udp] max_flows = %d): each new flow closes the one "
                      "idle longest (%" PRIu64 " so far)",
                      w->cfg->udp.max_flows, w->udp_evicted);
-        }
         flow_close(r->oldest, "evicted", NULL);
     }
     f = calloc(1, sizeof(*f));

@@ -55,13 +55,12 @@ static long now_seconds(void)
 void worker_socket_failed(struct worker *w, int err)
 {
     struct rlimit rl;
-    long now = now_seconds();
 
     if (err != EMFILE && err != ENFILE)
         return;
-    if (w->fd_refused++ > 0 && now - w->fd_warned < FD_WARN_SECONDS)
+    w->fd_refused++;
+    if (!log_every_due(&w->fd_warning, FD_WARN_SECONDS))
         return;
-    w->fd_warned = now;
     if (err == ENFILE) {
         log_warn("out of file descriptors system-wide (sysctl fs.file-max): new connections "
                  "and UDP flows are refused until others close (%" PRIu64 " so far)",

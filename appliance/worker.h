@@ -6,6 +6,7 @@
 #define MITMTUN_WORKER_H
 
 #include "config.h"
+#include "log.h"
 
 #include <stdint.h>
 
@@ -56,7 +57,7 @@ struct worker {
     uint64_t udp_dropped; /* datagrams refused: QUIC blocked, flow table full, send errors */
     uint64_t udp_evicted; /* flows closed for new ones, the table full */
     uint64_t fd_refused;  /* connections and flows refused for lack of file descriptors */
-    long fd_warned;       /* CLOCK_MONOTONIC second of the last warning about it */
+    struct log_every fd_warning;
     struct worker_pin pins[WORKER_PINS]; /* [tls] auto_passthrough */
 };
 
