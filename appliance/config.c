@@ -55,6 +55,7 @@ static const struct key config_keys[] = {
     {"routing", "uids", K_UIDS, F(routing.uids), 0, 4294967294L, "1000, 2000-2099", ""},
     {"tcp", "connect_timeout", K_INT, F(tcp.connect_timeout), 1, 600, NULL, "10"},
     {"tcp", "silent_client_timeout", K_INT, F(tcp.silent_client_timeout), 0, 86400, NULL, "120"},
+    {"tcp", "client_keepalive", K_INT, F(tcp.client_keepalive), 0, 86400, NULL, "600"},
     {"udp", "idle_timeout", K_INT, F(udp.idle_timeout), 1, 86400, NULL, "60"},
     {"udp", "max_flows", K_INT, F(udp.max_flows), 1, 1000000, NULL, "4096"},
     {"udp", "relay_quic", K_BOOL, F(udp.relay_quic), 0, 0, NULL, "no"},

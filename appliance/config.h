@@ -54,6 +54,7 @@ struct config {
     struct {
         int connect_timeout; /* seconds before an unanswered upstream connect resets the client */
         int silent_client_timeout; /* seconds a client may not answer while data waits for it */
+        int client_keepalive;      /* seconds of silence before keepalives check a client */
     } tcp;
     struct {
         int idle_timeout; /* seconds a UDP flow lives without traffic */

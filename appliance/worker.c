@@ -208,6 +208,7 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     if (!w->ns)
         goto fail;
     netstack_set_silence_timeout(w->ns, cfg->tcp.silent_client_timeout);
+    netstack_set_idle_keepalive(w->ns, cfg->tcp.client_keepalive);
     /* /etc/resolv.conf and /etc/hosts; without them names fail with a clear 502. */
     evdns_set_log_fn(worker_dns_log);
     w->dns =

@@ -43,6 +43,8 @@
 #define BULK_TICKS      3           /* bulk ends this many ticks after the last bulk tick */
 #define SILENCE_TICKS   10          /* silent clients are looked for every this many ticks */
 #define PROBE_GRACE_MS  3000        /* a silent client's last chance to answer a keepalive */
+#define KEEP_INTVL_MS   15000       /* between the keepalives of an idle client... */
+#define KEEP_PROBES     4           /* ...of which it must answer one */
 
 struct netstack_syn {
     struct netstack *ns;
@@ -87,6 +89,7 @@ struct netstack {
     int bulk_ticks;                /* ticks left before bulk traffic counts as ended; 0: none */
     uint32_t silence_ms;           /* netstack_set_silence_timeout; 0: off */
     unsigned silence_tick;         /* counts ticks up to SILENCE_TICKS */
+    uint32_t keepalive_ms;         /* netstack_set_idle_keepalive; 0: off */
 };
 
 #define RXBUF_SIZE (GSO_VNET_HDR + 65536)
@@ -528,6 +531,12 @@ static err_t ns_accept(void *arg, struct tcp_pcb *pcb, err_t err)
         tcp_abort(pcb);
         return ERR_ABRT;
     }
+    if (ns->keepalive_ms) { /* lwIP's tcp_slowtmr sends them and aborts on silence */
+        ip_set_option(pcb, SOF_KEEPALIVE);
+        pcb->keep_idle = ns->keepalive_ms;
+        pcb->keep_intvl = ns->keepalive_ms < KEEP_INTVL_MS ? ns->keepalive_ms : KEEP_INTVL_MS;
+        pcb->keep_cnt = KEEP_PROBES;
+    }
     ctx = syn->ctx;
     *pp = syn->next;
     free(syn);
@@ -742,6 +751,11 @@ static void ns_timer(evutil_socket_t fd, short what, void *arg)
 void netstack_set_silence_timeout(struct netstack *ns, int seconds)
 {
     ns->silence_ms = seconds > 0 ? (uint32_t)seconds * 1000 : 0;
+}
+
+void netstack_set_idle_keepalive(struct netstack *ns, int seconds)
+{
+    ns->keepalive_ms = seconds > 0 ? (uint32_t)seconds * 1000 : 0;
 }
 
 int netstack_send(struct netstack *ns, const uint8_t *pkt, size_t len)

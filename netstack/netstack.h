@@ -89,6 +89,13 @@ void netstack_free(struct netstack *ns);
  * own retransmission limits, which take many minutes.
  */
 void netstack_set_silence_timeout(struct netstack *ns, int seconds);
+/*
+ * A client that sends nothing for seconds, busy or idle, gets TCP keepalives: 4 of them, 15 s
+ * apart (or seconds apart, if that is shorter). One that answers none (it left the Wi-Fi while
+ * its connection idled) loses its connection like a silent one. 0: never. Applies to
+ * connections accepted afterwards.
+ */
+void netstack_set_idle_keepalive(struct netstack *ns, int seconds);
 
 /*
  * The upstream is connected: pass the SYN to lwIP, which answers it; tcp_established gets ctx when

@@ -18,9 +18,10 @@ vanish() { # a slow download whose client is killed after a second
     wait $pid 2>/dev/null
     return 0
 }
-upstream_closed() { # nothing left established towards nginx
+upstream_closed() { # [port, default 80]: nothing left established towards that server port
     for _ in $(seq 50); do
-        [ "$(ip netns exec "$NS_S" ss -Htn state established '( sport = :80 )' | wc -l)" = 0 ] && return 0
+        [ "$(ip netns exec "$NS_S" ss -Htn state established "( sport = :${1:-80} )" | wc -l)" = 0 ] &&
+            return 0
         sleep 0.1
     done
     ip netns exec "$NS_S" ss -tn
@@ -80,12 +81,7 @@ silent_client() {
     ip netns exec "$NS_C" curl -s --limit-rate 500K -o /dev/null http://10.99.2.2/big.bin &
     pid=$!
     sleep 1.5
-    in_c nft -f - <<'NFT'
-table inet gone {
-    chain i { type filter hook input priority 0; policy drop; }
-    chain o { type filter hook output priority 0; policy drop; }
-}
-NFT
+    gone
     t0=$(date +%s)
     for _ in $(seq 150); do
         grep -q '"end":"client_timeout"' "$FLOWS" 2>/dev/null && break
@@ -96,6 +92,14 @@ NFT
     kill $pid 2>/dev/null
     wait $pid 2>/dev/null
     e2e_record 'r["server"]=="10.99.2.2:80" and r["end"]=="client_timeout" and 0<r["bytes_down"]<64*2**20'
+}
+gone() { # the client namespace neither sends nor receives any more
+    in_c nft -f - <<'NFT'
+table inet gone {
+    chain i { type filter hook input priority 0; policy drop; }
+    chain o { type filter hook output priority 0; policy drop; }
+}
+NFT
 }
 paused_reader() { # stops reading for 5x the timeout; lwIP's window probes come further apart than
     # that, so the client gets a keepalive, answers it, and stays
@@ -108,5 +112,36 @@ check "silent client: its exchange recorded as cut short by it" e2e_http_record 
     r["url"]=="http://10.99.2.2/big.bin" and r.get("error")=="the client stopped answering"'
 check "silent client: connection freed" e2e_wait_tcp_drained 5
 check "silent client: upstream connection closed too" upstream_closed
+e2e_stop_appliance
+
+# A client that vanishes while its connection idles (a phone's push connection, the phone gone
+# from the Wi-Fi) is found by keepalives after [tcp] client_keepalive (2 s here; then 4 more,
+# 2 s apart); one that answers them stays, however long it idles.
+ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" echo-server 7007 &
+PIDS+=($!)
+e2e_start_appliance --set tcp.client_keepalive=2
+idle_vanished() { # the client stays gone (and its process alive) until idle_back
+    local t0
+    ip netns exec "$NS_C" python3 "$E2E_DIR/tools.py" idle-echo 10.99.2.2 7007 60 >"$WORK/idle.out" 2>&1 &
+    echo $! >"$WORK/idle.pid" # check runs this in a subshell
+    for _ in $(seq 50); do grep -q one "$WORK/idle.out" && break; sleep 0.1; done
+    gone
+    t0=$(date +%s)
+    for _ in $(seq 250); do
+        grep -q '"server":"10.99.2.2:7007".*"end":"client_timeout"' "$FLOWS" 2>/dev/null && break
+        sleep 0.1
+    done
+    echo "recorded after $(($(date +%s) - t0)) s of silence"
+    e2e_record 'r["server"]=="10.99.2.2:7007" and r["end"]=="client_timeout" and r["bytes_up"]==4'
+}
+idle_back() {
+    in_c nft delete table inet gone
+    kill "$(cat "$WORK/idle.pid")" 2>/dev/null
+}
+check "idle client that answers keepalives: kept through 14 s of silence" \
+    in_c $TOOLS idle-echo 10.99.2.2 7007 14
+check "idle client gone: dropped and recorded as client_timeout" idle_vanished
+check "idle client gone: upstream connection closed too" upstream_closed 7007
+idle_back
 e2e_stop_appliance
 e2e_pass

@@ -352,6 +352,44 @@ def tcp_server(port, greeting):
         c.close()
 
 
+def echo_server(port):
+    """Echoes every connection's bytes back until that client closes; connections stay open
+    however long they idle."""
+    import threading
+
+    def serve(c):
+        with c:
+            try:
+                while data := c.recv(65536):
+                    c.sendall(data)
+            except OSError:
+                pass
+
+    s = socket.create_server(("0.0.0.0", int(port)))
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def idle_echo(host, port, seconds):
+    """Through an echo server: one line echoed, seconds of silence, then another line echoed
+    on the same connection."""
+    s = _connect(host, port)
+    s.settimeout(float(seconds) + 10)
+    for i, line in enumerate((b"one\n", b"two\n")):
+        if i:
+            time.sleep(float(seconds))
+        s.sendall(line)
+        got = b""
+        while len(got) < len(line) and (d := s.recv(64)):
+            got += d
+        if got != line:
+            print(f"sent {line!r}, got {got!r}")
+            return 1
+        print(f"echoed {line!r}", flush=True)
+    return 0
+
+
 def _connect(host, port):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family)
