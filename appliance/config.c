@@ -48,6 +48,7 @@ static const struct key config_keys[] = {
     {"tun", "address6", K_CIDR6, F(tun.addr6), 0, 0, NULL, ""},
     {"tun", "mtu", K_INT, F(tun.mtu), 1280, 65535, NULL, "1500"},
     {"tun", "steer", K_BOOL, F(tun.steer), 0, 0, NULL, "yes"},
+    {"tun", "workers", K_INT, F(tun.workers), 0, WORKERS_MAX, NULL, "1"},
     {"routing", "mode", K_CHOICE, F(routing.mode), 0, 0, "none|gateway|device", "none"},
     {"routing", "lan_interface", K_IFNAME, F(routing.lan_interface), 0, 0, NULL, ""},
     {"routing", "table", K_INT, F(routing.table), 1, 252, NULL, "200"},

@@ -14,6 +14,7 @@
 #define CONFIG_MAX_UID_RANGES 16
 #define CONFIG_PATH_MAX       512
 #define CONFIG_MAX_LISTEN     8
+#define WORKERS_MAX           64
 
 enum listen_kind { LISTEN_ADDR, LISTEN_TUN, LISTEN_LAN };
 
@@ -41,7 +42,8 @@ struct config {
         struct in6_addr addr6; /* optional IPv6 address */
         int prefix6;           /* 0 when address6 is unset */
         int mtu;
-        int steer; /* pin the worker, steer the TUN's kernel work elsewhere */
+        int steer;   /* pin the worker, steer the TUN's kernel work elsewhere */
+        int workers; /* worker processes, each on a TUN queue; 0: one per CPU */
     } tun;
     struct {
         enum routing_mode mode;

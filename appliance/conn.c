@@ -716,7 +716,7 @@ static struct conn *conn_new(struct worker *w, enum conn_kind kind,
     if (!c)
         return NULL;
     c->w = w;
-    c->id = ++w->next_id;
+    c->id = worker_new_id(w);
     c->kind = kind;
     c->client = *client;
     c->server = *server;

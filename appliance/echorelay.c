@@ -37,7 +37,7 @@ struct echorelay {
     struct worker *w;
     int fd4, fd6;
     struct event *ev4, *ev6;
-    uint16_t next_id;
+    uint16_t next_id; /* our ids are next_id * workers + the worker's index */
     struct echo_flow flows[ECHO_FLOWS];
     uint8_t buf[ECHO_MAX + 128];
     uint8_t packet[ECHO_MAX + 128];
@@ -64,7 +64,9 @@ static struct echo_flow *flow_for_request(struct echorelay *e, const struct pack
     memcpy(oldest->client, pi->src, alen);
     memcpy(oldest->server, pi->dst, alen);
     oldest->client_id = pi->sport;
-    oldest->our_id = ++e->next_id;
+    /* Every worker's raw socket sees every reply: each takes its own share of the ids. */
+    e->next_id = (uint16_t)((e->next_id + 1) % (65536 / e->w->id_step));
+    oldest->our_id = (uint16_t)(e->next_id * e->w->id_step + e->w->index);
     oldest->last = now;
     return oldest;
 }

@@ -8,10 +8,16 @@
 
 static enum log_level log_threshold = LOG_INFO;
 static const char *const log_names[] = {"error", "warn", "info", "debug"};
+static char log_source[32]; /* "worker 2: " in a worker process of several */
 
 void log_set_level(enum log_level level)
 {
     log_threshold = level;
+}
+
+void log_set_source(const char *name)
+{
+    snprintf(log_source, sizeof(log_source), "%s%s", name, *name ? ": " : "");
 }
 
 int log_enabled(enum log_level level)
@@ -63,8 +69,8 @@ static size_t log_vformat(char *buf, size_t len, enum log_level level, const cha
 
     log_prefix(prefix, level);
     vsnprintf(line, sizeof(line), fmt, ap);
-    n = snprintf(buf, len, "%.*s%s%s%s\n", LOG_PREFIX_LEN, prefix, line, suffix ? ": " : "",
-                 suffix ? suffix : "");
+    n = snprintf(buf, len, "%.*s%s%s%s%s\n", LOG_PREFIX_LEN, prefix, log_source, line,
+                 suffix ? ": " : "", suffix ? suffix : "");
     if (n < 0)
         return 0;
     if ((size_t)n >= len) { /* cut, but still one line */

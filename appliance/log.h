@@ -8,6 +8,8 @@
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
+/* Names the process (a worker of several) at the start of each message; "" for none. */
+void log_set_source(const char *name);
 int log_enabled(enum log_level level);
 
 /* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */

@@ -11,6 +11,8 @@
 #include "tls/intercept.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <event2/event.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -18,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MITMTUN_VERSION
@@ -73,28 +78,41 @@ static void on_usr2(evutil_socket_t sig, short what, void *arg)
     flowlog_reopen(arg);
 }
 
-/* Opens and configures the TUN; explains a missing privilege in one line. */
-static int open_tun(const struct config *cfg)
+/*
+ * Opens and configures the TUN, with n queues (n > 1: one per worker) into fds; explains a
+ * missing privilege in one line.
+ */
+static int open_tun(const struct config *cfg, int *fds, int n)
 {
     const char *step = "";
-    int fd = tun_open(cfg->tun.name);
+    int opened;
 
-    if (fd < 0) {
+    for (opened = 0; opened < n; opened++) {
+        fds[opened] = tun_open(cfg->tun.name, n > 1);
+        if (fds[opened] >= 0)
+            continue;
         if (errno == EPERM || errno == EACCES)
             log_error("creating TUN device '%s' needs CAP_NET_ADMIN: run mitmtun as root, or "
                       "grant it with 'setcap cap_net_admin,cap_net_raw+ep mitmtun'",
                       cfg->tun.name);
+        else if (errno == EINVAL)
+            log_error("TUN device '%s' exists with %s queue: delete it (ip link del %s) or "
+                      "change [tun] workers",
+                      cfg->tun.name, n > 1 ? "a single" : "more than one", cfg->tun.name);
         else
             log_errno(LOG_ERROR, "creating TUN device '%s' (/dev/net/tun)", cfg->tun.name);
-        return -1;
+        goto fail;
     }
     if (tun_configure(cfg->tun.name, &cfg->tun.addr, cfg->tun.prefix, &cfg->tun.addr6,
                       cfg->tun.prefix6, cfg->tun.mtu, &step) < 0) {
         log_errno(LOG_ERROR, "configuring TUN device '%s': %s", cfg->tun.name, step);
-        close(fd);
-        return -1;
+        goto fail;
     }
-    return fd;
+    return 0;
+fail:
+    while (opened > 0)
+        close(fds[--opened]);
+    return -1;
 }
 
 /* Loads our CA, making it on first start. */
@@ -160,18 +178,298 @@ static void raise_open_files(void)
         log_debug("open files limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
-static int run(const struct config *cfg)
+/* What every worker shares, made once before any starts. */
+struct shared {
+    const struct config *cfg; /* the workers': [tun] workers resolved */
+    struct flowlog *flows;
+    struct tls_engine *tls;
+    struct onboard *onboard;
+};
+
+static void log_started(const struct config *cfg)
 {
-    struct event_base *base = NULL;
+    char workers[32] = "";
+
+    if (cfg->tun.workers > 1)
+        snprintf(workers, sizeof(workers), ", %d workers", cfg->tun.workers);
+    log_info("mitmtun %s: TUN %s up, mtu %d%s, routing %s, flow records in %s", MITMTUN_VERSION,
+             cfg->tun.name, cfg->tun.mtu, workers,
+             (const char *[]){"none", "gateway", "device"}[cfg->routing.mode],
+             cfg->log.flows[0] ? cfg->log.flows : "(console only)");
+}
+
+/*
+ * One worker's life on tun_fd, until SIGINT or SIGTERM. The only worker (index 0) also sets
+ * up routing once it is ready and removes it at the end; worker index of several writes one
+ * byte to ready instead, and its parent routes. life counts the times worker index started
+ * before, so that its connection ids stay unique.
+ */
+static int serve(const struct shared *sh, int tun_fd, int index, unsigned life, int ready)
+{
+    const struct config *cfg = sh->cfg;
+    struct event_base *base = event_base_new();
     struct event *sigs[4] = {NULL, NULL, NULL, NULL};
-    struct flowlog *flows = NULL;
     struct routing routing = {0};
     struct worker w;
-    struct tls_engine *tls = NULL;
-    struct onboard *onboard = NULL;
+    int rc = 1;
+
+    if (index) {
+        char name[16];
+        snprintf(name, sizeof(name), "worker %d", index);
+        log_set_source(name);
+    }
+    if (!base || flowlog_attach(sh->flows, base) < 0 ||
+        worker_init(&w, base, cfg, tun_fd, sh->flows, sh->tls, sh->onboard) < 0)
+        goto out;
+    if (index) { /* ids index, index + n, ...; each life gets 2^32 of them */
+        w.id_step = (uint64_t)cfg->tun.workers;
+        w.index = (unsigned)index - 1;
+        w.next_id = (uint64_t)index + w.id_step * ((uint64_t)life << 32);
+    }
+    if (!index && routing_setup(&routing, cfg) < 0) {
+        worker_cleanup(&w);
+        goto out;
+    }
+    sigs[0] = evsignal_new(base, SIGINT, on_stop, base);
+    sigs[1] = evsignal_new(base, SIGTERM, on_stop, base);
+    sigs[2] = evsignal_new(base, SIGUSR1, on_usr1, &w);
+    sigs[3] = evsignal_new(base, SIGUSR2, on_usr2, sh->flows);
+    for (int i = 0; i < 4; i++)
+        if (!sigs[i] || evsignal_add(sigs[i], NULL) < 0)
+            goto stop;
+    if (index) {
+        if (write(ready, "", 1) != 1)
+            goto stop;
+    } else {
+        log_started(cfg);
+    }
+    event_base_dispatch(base);
+    rc = 0;
+stop:
+    if (!index)
+        routing_teardown(&routing);
+    worker_cleanup(&w);
+    for (int i = 0; i < 4; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+out:
+    flowlog_detach(sh->flows);
+    if (base)
+        event_base_free(base);
+    return rc;
+}
+
+/* Starts worker index (1-based) on tun_fd in a child process; its pid, or -1 (logged). */
+static pid_t spawn(const struct shared *sh, int tun_fd, int index, unsigned life, int ready,
+                   const sigset_t *mask)
+{
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        log_errno(LOG_ERROR, "starting worker %d", index);
+        return -1;
+    }
+    if (pid > 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a parent killed outright takes its workers along */
+    sigprocmask(SIG_SETMASK, mask, NULL);
+    int rc = serve(sh, tun_fd, index, life, ready);
+    fflush(NULL);
+    _exit(rc); /* the parent owns routing and the shared state */
+}
+
+/* Signals every live worker; pids[i] 0: none. */
+static void signal_workers(const pid_t *pids, int n, int sig)
+{
+    for (int i = 0; i < n; i++)
+        if (pids[i] > 0)
+            kill(pids[i], sig);
+}
+
+/* Index of the worker with pid, or -1. */
+static int worker_of(const pid_t *pids, int n, pid_t pid)
+{
+    for (int i = 0; i < n; i++)
+        if (pids[i] == pid)
+            return i;
+    return -1;
+}
+
+static void describe_exit(int status, char *buf, size_t len)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+#define READY_TIMEOUT_MS 30000 /* for every worker to be up */
+#define STOP_TIMEOUT_MS  10000 /* for every worker to finish after SIGTERM */
+#define RESPAWNS_MAX     5     /* a worker dying this often within a minute stops everything */
+
+/* Waits until every worker wrote its byte to ready; -1 (logged) if one died or time ran out. */
+static int wait_ready(pid_t *pids, int n, int ready)
+{
+    struct pollfd pfd = {.fd = ready, .events = POLLIN};
+    int got = 0, status;
+    char buf[WORKERS_MAX], why[96];
+
+    for (int waited = 0; got < n; waited += 100) {
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        int i = pid > 0 ? worker_of(pids, n, pid) : -1;
+
+        if (i >= 0) {
+            pids[i] = 0;
+            describe_exit(status, why, sizeof(why));
+            log_error("worker %d %s while starting", i + 1, why);
+            return -1;
+        }
+        if (waited >= READY_TIMEOUT_MS) {
+            log_error("only %d of %d workers started within %d s", got, n, READY_TIMEOUT_MS / 1000);
+            return -1;
+        }
+        if (poll(&pfd, 1, 100) == 1) {
+            ssize_t r = read(ready, buf, sizeof(buf));
+            if (r > 0)
+                got += (int)r;
+        }
+    }
+    return 0;
+}
+
+/* SIGTERM to every worker, then waits for them all (SIGKILL after STOP_TIMEOUT_MS). */
+static void stop_workers(pid_t *pids, int n)
+{
+    int left = 0, status;
+
+    signal_workers(pids, n, SIGTERM);
+    for (int i = 0; i < n; i++)
+        left += pids[i] > 0;
+    for (int waited = 0; left > 0; waited += 50) {
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        int i = pid > 0 ? worker_of(pids, n, pid) : -1;
+
+        if (i >= 0) {
+            pids[i] = 0;
+            left--;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                char why[96];
+                describe_exit(status, why, sizeof(why));
+                log_warn("worker %d %s while stopping", i + 1, why);
+            }
+            continue;
+        }
+        if (pid < 0 && errno == ECHILD)
+            break;
+        if (waited == STOP_TIMEOUT_MS) {
+            log_warn("%d workers still running %d s after SIGTERM: killing them", left,
+                     STOP_TIMEOUT_MS / 1000);
+            signal_workers(pids, n, SIGKILL);
+        }
+        usleep(50 * 1000);
+    }
+}
+
+/*
+ * Several workers: each a child process on its own TUN queue. The parent routes, passes
+ * SIGUSR1 and SIGUSR2 on, starts a worker that died again (giving up if it keeps dying), and
+ * on SIGINT or SIGTERM stops them all.
+ */
+static int supervise(const struct shared *sh, const int *fds)
+{
+    const struct config *cfg = sh->cfg;
+    int n = cfg->tun.workers, rc = 1, pipefd[2] = {-1, -1};
+    pid_t pids[WORKERS_MAX] = {0};
+    time_t starts[WORKERS_MAX][RESPAWNS_MAX] = {{0}}; /* each worker's latest starts */
+    unsigned lives[WORKERS_MAX] = {0};                 /* how often each has started */
+    struct routing routing = {0};
+    sigset_t set, old;
+    int routed = 0;
+
+    static const int handled[] = {SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD};
+
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+        sigaddset(&set, handled[i]);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        log_errno(LOG_ERROR, "starting workers");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        pids[i] = spawn(sh, fds[i], i + 1, 0, pipefd[1], &old);
+        if (pids[i] < 0) {
+            pids[i] = 0;
+            goto stop;
+        }
+        starts[i][0] = time(NULL);
+        lives[i] = 1;
+    }
+    if (wait_ready(pids, n, pipefd[0]) < 0 || routing_setup(&routing, cfg) < 0)
+        goto stop;
+    routed = 1;
+    log_started(cfg);
+    for (;;) {
+        int sig = sigwaitinfo(&set, NULL), status;
+        pid_t pid;
+
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("signal %d: stopping", sig);
+            rc = 0;
+            break;
+        }
+        if (sig == SIGUSR1 || sig == SIGUSR2) {
+            signal_workers(pids, n, sig);
+            continue;
+        }
+        if (sig != SIGCHLD)
+            continue;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            int i = worker_of(pids, n, pid);
+            time_t now = time(NULL), *t;
+            char why[96];
+
+            if (i < 0)
+                continue;
+            t = starts[i];
+            describe_exit(status, why, sizeof(why));
+            if (now - t[RESPAWNS_MAX - 1] < 60) {
+                log_error("worker %d %s, the %dth time within a minute: stopping", i + 1, why,
+                          RESPAWNS_MAX);
+                pids[i] = 0;
+                goto stop;
+            }
+            log_error("worker %d %s: starting it again (its connections were lost)", i + 1, why);
+            memmove(t + 1, t, (RESPAWNS_MAX - 1) * sizeof(*t));
+            t[0] = now;
+            pids[i] = spawn(sh, fds[i], i + 1, lives[i]++, pipefd[1], &old);
+            if (pids[i] < 0) {
+                pids[i] = 0;
+                goto stop;
+            }
+        }
+    }
+stop:
+    stop_workers(pids, n);
+    if (routed)
+        routing_teardown(&routing);
+out:
+    if (pipefd[0] >= 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static int run(const struct config *cfg)
+{
+    struct config wcfg = *cfg;
+    struct shared sh = {.cfg = &wcfg};
     struct ca *ca;
     char err[512];
-    int tun_fd, rc = 1;
+    int fds[WORKERS_MAX], n, rc = 1;
 
     /*
      * Keep freed heap for reuse: at glibc's default (128 KiB) the buffers of each request,
@@ -180,67 +478,45 @@ static int run(const struct config *cfg)
      */
     mallopt(M_TRIM_THRESHOLD, 4 << 20);
     mallopt(M_TOP_PAD, 1 << 20);
-    tun_fd = open_tun(cfg); /* first: it says so when privileges are missing */
-    if (tun_fd < 0)
+    n = cfg->tun.workers ? cfg->tun.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > WORKERS_MAX)
+        n = WORKERS_MAX;
+    wcfg.tun.workers = n;
+    if (n > 1 && wcfg.tun.steer) {
+        log_debug("[tun] steer is for a single worker: off with %d", n);
+        wcfg.tun.steer = 0;
+    }
+    if (open_tun(cfg, fds, n) < 0) /* first: it says so when privileges are missing */
         return 1;
     raise_open_files();
     ca = open_ca(cfg);
-    if (!ca) {
-        close(tun_fd);
-        return 1;
-    }
-    tls = tls_engine_new(ca, cfg->tls.upstream_ca_file, cfg->tls.upstream_verify,
-                         cfg->tls.cache_size, cfg->tls.keylog, err, sizeof(err));
-    if (!tls) {
+    if (!ca)
+        goto out;
+    sh.tls = tls_engine_new(ca, cfg->tls.upstream_ca_file, cfg->tls.upstream_verify,
+                            cfg->tls.cache_size, cfg->tls.keylog, err, sizeof(err));
+    if (!sh.tls) {
         log_error("%s: %s", cfg->path, err);
         goto out;
     }
-    onboard = onboard_new(ca);
-    if (!onboard) {
+    sh.onboard = onboard_new(ca);
+    if (!sh.onboard) {
         log_error("cannot prepare the CA page (out of memory)");
         goto out;
     }
-    flows = flowlog_open(cfg->log.flows, err, sizeof(err));
-    if (!flows) {
+    sh.flows = flowlog_open(cfg->log.flows, err, sizeof(err));
+    if (!sh.flows) {
         log_error("%s: %s", cfg->path, err);
         goto out;
     }
-    base = event_base_new();
-    if (!base || flowlog_attach(flows, base) < 0 ||
-        worker_init(&w, base, cfg, tun_fd, flows, tls, onboard) < 0)
-        goto out;
-    if (routing_setup(&routing, cfg) < 0) {
-        worker_cleanup(&w);
-        goto out;
-    }
-    sigs[0] = evsignal_new(base, SIGINT, on_stop, base);
-    sigs[1] = evsignal_new(base, SIGTERM, on_stop, base);
-    sigs[2] = evsignal_new(base, SIGUSR1, on_usr1, &w);
-    sigs[3] = evsignal_new(base, SIGUSR2, on_usr2, flows);
-    for (int i = 0; i < 4; i++)
-        if (!sigs[i] || evsignal_add(sigs[i], NULL) < 0)
-            goto stop;
-
-    log_info("mitmtun %s: TUN %s up, mtu %d, routing %s, flow records in %s", MITMTUN_VERSION,
-             cfg->tun.name, cfg->tun.mtu,
-             (const char *[]){"none", "gateway", "device"}[cfg->routing.mode],
-             cfg->log.flows[0] ? cfg->log.flows : "(console only)");
-    event_base_dispatch(base);
-    rc = 0;
-stop:
-    routing_teardown(&routing);
-    worker_cleanup(&w);
-    for (int i = 0; i < 4; i++)
-        if (sigs[i])
-            event_free(sigs[i]);
+    rc = n == 1 ? serve(&sh, fds[0], 0, 0, -1) : supervise(&sh, fds);
 out:
-    flowlog_detach(flows);
-    if (base)
-        event_base_free(base);
-    flowlog_close(flows);
-    tls_engine_free(tls);
-    onboard_free(onboard);
-    close(tun_fd);
+    flowlog_close(sh.flows);
+    tls_engine_free(sh.tls);
+    onboard_free(sh.onboard);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
     ca_free(ca);
     return rc;
 }

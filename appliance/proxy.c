@@ -224,6 +224,9 @@ static int proxy_listen(struct proxy *p, const struct sockaddr *sa, enum conn_ki
     if (fd < 0)
         goto fail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Each worker process listens on its own socket; the kernel spreads the clients. */
+    if (w->cfg->tun.workers > 1)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     /* The TUN's IPv6 address may still be tentative at start. */
     if (sa->sa_family == AF_INET6) {
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));

@@ -180,7 +180,7 @@ static struct udp_flow *flow_new(struct udprelay *r, const struct packet_info *p
     if (!f)
         return NULL;
     f->r = r;
-    f->id = ++w->next_id;
+    f->id = worker_new_id(w);
     f->client.family = f->server.family = pi->family;
     memcpy(f->client.addr, pi->src, sizeof(f->client.addr));
     memcpy(f->server.addr, pi->dst, sizeof(f->server.addr));

@@ -129,6 +129,14 @@ static long rss_kib(void)
     return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+uint64_t worker_new_id(struct worker *w)
+{
+    uint64_t id = w->next_id;
+
+    w->next_id += w->id_step;
+    return id;
+}
+
 void worker_log_stats(struct worker *w)
 {
     struct netstack_counters nc;
@@ -190,6 +198,7 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     };
 
     memset(w, 0, sizeof(*w));
+    w->next_id = w->id_step = 1;
     w->base = base;
     w->cfg = cfg;
     w->flows = flows;

@@ -49,7 +49,9 @@ struct worker {
     struct conn *dead;       /* closed, freed by the reaper outside any callback */
     struct event *reaper;
     struct event *stats_ev;
-    uint64_t next_id;  /* connection ids, for log lines and records */
+    uint64_t next_id;  /* connection ids, for log lines and records: worker_new_id */
+    uint64_t id_step;  /* the number of workers: each takes every id_step-th id */
+    unsigned index;    /* this worker's place among them, from 0 */
     uint64_t tcp_open; /* from SYN to record */
     uint64_t tcp_total;
     uint64_t udp_open;
@@ -64,6 +66,8 @@ struct worker {
 /* Starts a worker on tun_fd. Returns 0 or -1 (logged). */
 int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
                 struct flowlog *flows, struct tls_engine *tls, struct onboard *onboard);
+/* The next connection or flow id. */
+uint64_t worker_new_id(struct worker *w);
 /* Closes every flow (recording each) and frees the worker's resources. */
 void worker_cleanup(struct worker *w);
 /* [tls] auto_passthrough: remember, or look up, a client that refused our certificate. */

@@ -8,9 +8,11 @@
  * Opens or creates the TUN device called name, non-blocking: IFF_TUN without packet
  * information, with a virtio_net_hdr before every packet both ways (IFF_VNET_HDR) and TCP
  * segmentation offload (reads may return TCP packets up to 64 KiB with partial checksums).
+ * With multi_queue, every call opens one more queue of the device: the kernel spreads the
+ * flows it sends over them, each flow always to the same queue.
  * Returns the fd, or -1 with errno set (EPERM: the process lacks CAP_NET_ADMIN).
  */
-int tun_open(const char *name);
+int tun_open(const char *name, int multi_queue);
 
 /*
  * Gives the device its IPv4 address and prefix, the IPv6 address when prefix6 > 0, the MTU, and

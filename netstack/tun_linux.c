@@ -19,7 +19,7 @@ struct tun_in6_ifreq {
     int ifindex;
 };
 
-int tun_open(const char *name)
+int tun_open(const char *name, int multi_queue)
 {
     struct ifreq ifr;
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -27,7 +27,7 @@ int tun_open(const char *name)
     if (fd < 0)
         return -1;
     memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR | (multi_queue ? IFF_MULTI_QUEUE : 0);
     snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
     /* Offloads we take on reads: partial checksums and TCP segments up to 64 KiB. */
     if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||

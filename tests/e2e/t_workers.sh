@@ -1,0 +1,108 @@
+#!/bin/bash
+# [tun] workers = 2: two worker processes, each on its own queue of a multi-queue TUN.
+# Connections spread over both and complete; every record is whole; the explicit proxy answers;
+# signals reach every worker; a worker that dies is started again while the other serves on;
+# SIGTERM stops them all and takes the routing away.
+source "$(dirname "$0")/lib.sh"
+e2e_topology
+e2e_start_nginx
+head -c 100K /dev/urandom >"$WORK/www/small.bin"
+small=$(sha256sum <"$WORK/www/small.bin" | cut -d' ' -f1)
+e2e_start_appliance --set tun.workers=2
+
+workers() { pgrep -P "$APP_PID" | sort; }
+two_workers() {
+    [ "$(workers | wc -l)" = 2 ] && grep -q '2 workers' "$APP_LOG" &&
+        ip -n "$NS_A" -d link show mitm0 | grep -q multi_queue
+}
+# SIGUSR1 to the main process: one fresh stats line from each worker; prints them.
+worker_stats() {
+    local before
+    before=$(grep -c 'stats:' "$APP_LOG")
+    kill -USR1 "$APP_PID"
+    for _ in $(seq 50); do
+        [ "$(grep -c 'stats:' "$APP_LOG")" -ge $((before + 2)) ] && break
+        sleep 0.1
+    done
+    grep 'stats:' "$APP_LOG" | tail -n +$((before + 1))
+}
+both_served() { # each worker's stats line counts connections
+    local out
+    out=$(worker_stats)
+    echo "$out"
+    for i in 1 2; do
+        echo "$out" | grep -q "worker $i: stats: tcp open=[0-9]* total=[1-9]" || return 1
+    done
+}
+records_whole() { # n: records with that many of server 10.99.2.2:80, every line JSON
+    e2e_records_settle
+    python3 -c "
+import json
+recs = [json.loads(l) for l in open('$FLOWS')]
+n = sum(1 for r in recs if r['type'] == 'tcp' and r['server'] == '10.99.2.2:80' and r['end'] == 'closed')
+ids = [r['id'] for r in recs if r['type'] in ('tcp', 'udp')]
+print(len(recs), 'records,', n, 'closed TCP to 10.99.2.2:80,', len(set(ids)), 'distinct ids')
+assert n == $1, n
+assert len(set(ids)) == len(ids), 'an id twice'"
+}
+proxy_gets() { # 20 requests through the explicit proxy, spread over both workers' sockets
+    for _ in $(seq 20); do
+        in_c curl -sS --max-time 10 -x http://10.200.0.1:8080 -o /dev/null -w '%{http_code}\n' \
+            http://10.99.2.2/small.bin | grep -qx 200 || return 1
+    done
+}
+respawned() {
+    local victim
+    victim=$(workers | head -1)
+    kill -9 "$victim"
+    for _ in $(seq 50); do
+        grep -q 'worker [12] was killed by signal 9.*starting it again' "$APP_LOG" &&
+            [ "$(workers | wc -l)" = 2 ] && ! workers | grep -qx "$victim" && return 0
+        sleep 0.1
+    done
+    cat "$APP_LOG"
+    return 1
+}
+reopened() { # logrotate's way: move the file, SIGUSR2; every worker writes to the new one
+    mv "$FLOWS" "$FLOWS.1"
+    kill -USR2 "$APP_PID"
+    sleep 0.5
+    in_c $TOOLS concurrent 10.99.2.2 80 50 /small.bin "$small" >/dev/null || return 1
+    e2e_records_settle
+    python3 -c "
+import json
+recs = [json.loads(l) for l in open('$FLOWS')]
+assert sum(1 for r in recs if r['type'] == 'tcp') == 50, len(recs)"
+}
+
+check "two worker processes, the TUN with two queues" two_workers
+check "400 concurrent connections complete byte-exact" \
+    in_c $TOOLS concurrent 10.99.2.2 80 400 /small.bin "$small"
+check "both workers served some of them (their stats lines)" both_served
+check "all 400 recorded, every line of the flows file whole, no id twice" records_whole 400
+pings() { # eight at once from eight addresses (the TUN spreads them by address over both
+    # workers, whose raw sockets each see every reply): each answered, and only to itself
+    local pids=() rc=0
+    for i in $(seq 10 17); do
+        in_c ip addr add 10.99.1.$i/24 dev c0 2>/dev/null
+        ip netns exec "$NS_C" ping -c3 -i0.2 -W2 -I 10.99.1.$i 10.99.2.2 >"$WORK/ping.$i" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+    grep -h 'packets transmitted' "$WORK"/ping.*
+    ! grep -q duplicates "$WORK"/ping.* && return $rc
+}
+check "eight pings at once are each answered once" pings
+check "the explicit proxy answers 20 requests in a row" proxy_gets
+check "a worker killed with SIGKILL is started again" respawned
+check "after that, 400 more connections complete byte-exact" \
+    in_c $TOOLS concurrent 10.99.2.2 80 400 /small.bin "$small"
+check "SIGUSR2: the workers write to a new flows file" reopened
+pids=$(workers)
+e2e_stop_appliance
+gone() {
+    for pid in $pids; do kill -0 "$pid" 2>/dev/null && return 1; done
+    ! ip -n "$NS_A" link show mitm0 >/dev/null 2>&1 && ! ip -n "$NS_A" rule | grep -q 'iif ac'
+}
+check "no worker left, the TUN device and the routing rule gone" gone
+e2e_pass
