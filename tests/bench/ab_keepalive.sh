@@ -6,20 +6,14 @@
 #   tests/bench/ab_keepalive.sh A B [ROUNDS, default 3] [seconds per run, default 6] [--set ...]
 # Needs: apt-get install wrk
 source "$(dirname "$0")/ab_lib.sh" "$@"
-SECS=${SECS:-6}
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
-e2e_topology
-e2e_bench_server
-AB_SETS=(--set tls.upstream_ca_file="$WORK/pki/uca.crt")
-ticks() { awk '{print $14 + $15, $14}' /proc/$1/stat; } # all, user (clock ticks)
-hz=$(getconf CLK_TCK)
+ab_https_setup
 keepalive() { # round name
     local t0 u0 t1 u1 rps
     in_c wrk -t2 -c50 -d1s https://10.99.2.2/1k.txt >/dev/null # warm-up
-    read -r t0 u0 <<<"$(ticks $APP_PID)"
+    read -r t0 u0 <<<"$(ab_ticks $APP_PID)"
     rps=$(in_c wrk -t2 -c50 -d"${SECS}s" https://10.99.2.2/1k.txt |
         awk '/^Requests\/sec/ {printf "%.0f", $2}')
-    read -r t1 u1 <<<"$(ticks $APP_PID)"
+    read -r t1 u1 <<<"$(ab_ticks $APP_PID)"
     python3 -c "
 rps, n = $rps, $rps * $SECS
 print('round $1 %-24s %6d req/s %5.1f us/req (user %4.1f)' % ('$2', rps,

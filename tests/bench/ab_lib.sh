@@ -12,6 +12,20 @@ AB_USER_SETS=("$@")
 AB_SETS=()
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh" "$A"
 
+# The bench_http topology: wrk in the client namespace against nginx's HTTPS (needs wrk); runs
+# of SECS seconds (default 6); hz, the clock ticks per second.
+ab_https_setup() {
+    SECS=${SECS:-6}
+    command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
+    e2e_topology
+    e2e_bench_server
+    AB_SETS=(--set tls.upstream_ca_file="$WORK/pki/uca.crt")
+    hz=$(getconf CLK_TCK)
+}
+
+# CPU clock ticks of a process and its children (the appliance's workers): all, then user.
+ab_ticks() { for p in "$1" $(pgrep -P "$1"); do cat /proc/$p/stat; done | awk '{a += $14 + $15; u += $14} END {print a, u}'; }
+
 ab_run() { # measure
     local round bin
     for round in $(seq "$ROUNDS"); do
