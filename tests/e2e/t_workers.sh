@@ -105,4 +105,28 @@ gone() {
     ! ip -n "$NS_A" link show mitm0 >/dev/null 2>&1 && ! ip -n "$NS_A" rule | grep -q 'iif ac'
 }
 check "no worker left, the TUN device and the routing rule gone" gone
+
+# A worker that cannot start (the explicit proxy's port taken by another program) stops the
+# appliance at once, with status 1 and the reason, and leaves no routing behind.
+busy_port() {
+    local holder rc
+    ip netns exec "$NS_A" python3 -c "
+import socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: the TUN address does not exist yet
+s.bind(('10.200.0.1', 8080)); s.listen()
+time.sleep(30)" >/dev/null 2>&1 &
+    holder=$!
+    sleep 0.5
+    timeout 20 ip netns exec "$NS_A" "$MITMTUN" -c "$REPO/configs/mitmtun.ini" \
+        --set routing.mode=gateway --set routing.lan_interface=ac --set tun.workers=2 \
+        --set tls.ca_dir="$WORK/ca" >"$WORK/busy.log" 2>&1
+    rc=$?
+    kill $holder
+    cat "$WORK/busy.log"
+    [ $rc = 1 ] && grep -q '10.200.0.1:8080: Address already in use' "$WORK/busy.log" &&
+        grep -q 'worker [12] exited with status 1 while starting' "$WORK/busy.log" &&
+        ! ip -n "$NS_A" rule | grep -q 'iif ac'
+}
+check "a worker that cannot start: exit status 1, the reason, no routing left" busy_port
 e2e_pass
