@@ -184,6 +184,7 @@ struct shared {
     struct flowlog *flows;
     struct tls_engine *tls;
     struct onboard *onboard;
+    struct worker_pins *pins;
 };
 
 static void log_started(const struct config *cfg)
@@ -219,7 +220,7 @@ static int serve(const struct shared *sh, int tun_fd, int index, unsigned life, 
         log_set_source(name);
     }
     if (!base || flowlog_attach(sh->flows, base) < 0 ||
-        worker_init(&w, base, cfg, tun_fd, sh->flows, sh->tls, sh->onboard) < 0)
+        worker_init(&w, base, cfg, tun_fd, sh->flows, sh->tls, sh->onboard, sh->pins) < 0)
         goto out;
     if (index) { /* ids index, index + n, ...; each life gets 2^32 of them */
         w.id_step = (uint64_t)cfg->tun.workers;
@@ -505,6 +506,11 @@ static int run(const struct config *cfg)
         log_error("cannot prepare the CA page (out of memory)");
         goto out;
     }
+    sh.pins = worker_pins_new();
+    if (!sh.pins) {
+        log_errno(LOG_ERROR, "cannot map the auto_passthrough table");
+        goto out;
+    }
     sh.flows = flowlog_open(cfg->log.flows, err, sizeof(err));
     if (!sh.flows) {
         log_error("%s: %s", cfg->path, err);
@@ -515,6 +521,7 @@ out:
     flowlog_close(sh.flows);
     tls_engine_free(sh.tls);
     onboard_free(sh.onboard);
+    worker_pins_free(sh.pins);
     for (int i = 0; i < n; i++)
         close(fds[i]);
     ca_free(ca);

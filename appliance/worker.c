@@ -11,6 +11,8 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <errno.h>
@@ -75,11 +77,62 @@ void worker_socket_failed(struct worker *w, int err)
              (unsigned long long)rl.rlim_cur, w->fd_refused);
 }
 
-static struct worker_pin *pin_slot(struct worker *w, int family, const uint8_t *client,
+#define PINS 256
+
+/* A client that refused our certificate for a host: passed through until expires. */
+struct worker_pin {
+    int family;         /* 0: free */
+    uint8_t client[16]; /* the client's address */
+    char host[256];     /* the SNI, or the destination address as text */
+    long expires;       /* CLOCK_MONOTONIC seconds */
+};
+
+struct worker_pins {
+    pthread_mutex_t lock; /* process-shared and robust: a worker may die holding it */
+    struct worker_pin pin[PINS];
+};
+
+struct worker_pins *worker_pins_new(void)
+{
+    struct worker_pins *pins = mmap(NULL, sizeof(*pins), PROT_READ | PROT_WRITE,
+                                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    pthread_mutexattr_t attr;
+    int rc;
+
+    if (pins == MAP_FAILED)
+        return NULL;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    rc = pthread_mutex_init(&pins->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (rc != 0) {
+        munmap(pins, sizeof(*pins));
+        return NULL;
+    }
+    return pins;
+}
+
+void worker_pins_free(struct worker_pins *pins)
+{
+    if (!pins)
+        return;
+    pthread_mutex_destroy(&pins->lock);
+    munmap(pins, sizeof(*pins));
+}
+
+static void pins_lock(struct worker_pins *pins)
+{
+    /* Its last holder died: at worst one slot is torn, which only misses a match. */
+    if (pthread_mutex_lock(&pins->lock) == EOWNERDEAD)
+        pthread_mutex_consistent(&pins->lock);
+}
+
+static struct worker_pin *pin_slot(struct worker_pins *pins, int family, const uint8_t *client,
                                    const char *host)
 {
-    for (int i = 0; i < WORKER_PINS; i++) {
-        struct worker_pin *p = &w->pins[i];
+    for (int i = 0; i < PINS; i++) {
+        struct worker_pin *p = &pins->pin[i];
         if (p->family == family && memcmp(p->client, client, family == AF_INET ? 4 : 16) == 0 &&
             strcmp(p->host, host) == 0)
             return p;
@@ -89,30 +142,38 @@ static struct worker_pin *pin_slot(struct worker *w, int family, const uint8_t *
 
 void worker_pin_add(struct worker *w, int family, const uint8_t *client, const char *host)
 {
-    struct worker_pin *p = pin_slot(w, family, client, host);
+    struct worker_pins *pins = w->pins;
+    struct worker_pin *p;
 
+    pins_lock(pins);
+    p = pin_slot(pins, family, client, host);
     if (!p) { /* a free slot, else the one expiring first */
-        p = &w->pins[0];
-        for (int i = 1; i < WORKER_PINS && p->family; i++)
-            if (!w->pins[i].family || w->pins[i].expires < p->expires)
-                p = &w->pins[i];
+        p = &pins->pin[0];
+        for (int i = 1; i < PINS && p->family; i++)
+            if (!pins->pin[i].family || pins->pin[i].expires < p->expires)
+                p = &pins->pin[i];
     }
     p->family = family;
     memcpy(p->client, client, family == AF_INET ? 4 : 16);
     snprintf(p->host, sizeof(p->host), "%s", host);
     p->expires = now_seconds() + w->cfg->tls.auto_passthrough_seconds;
+    pthread_mutex_unlock(&pins->lock);
 }
 
 int worker_pin_find(struct worker *w, int family, const uint8_t *client, const char *host)
 {
-    struct worker_pin *p = pin_slot(w, family, client, host);
+    struct worker_pins *pins = w->pins;
+    struct worker_pin *p;
+    int found = 0;
 
-    if (!p)
-        return 0;
-    if (p->expires > now_seconds())
-        return 1;
-    p->family = 0;
-    return 0;
+    pins_lock(pins);
+    p = pin_slot(pins, family, client, host);
+    if (p && p->expires > now_seconds())
+        found = 1;
+    else if (p)
+        p->family = 0;
+    pthread_mutex_unlock(&pins->lock);
+    return found;
 }
 
 /* Resident set size in KiB, from /proc/self/statm. */
@@ -186,7 +247,8 @@ static void worker_steer(struct worker *w)
 }
 
 int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
-                struct flowlog *flows, struct tls_engine *tls, struct onboard *onboard)
+                struct flowlog *flows, struct tls_engine *tls, struct onboard *onboard,
+                struct worker_pins *pins)
 {
     char err[512];
     struct netstack_handlers h = {
@@ -204,6 +266,7 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     w->flows = flows;
     w->tls = tls;
     w->onboard = onboard;
+    w->pins = pins;
     w->reaper = event_new(base, -1, 0, worker_reap, w);
     w->udp = udprelay_new(w);
     if (!w->reaper || !w->udp)

@@ -23,15 +23,14 @@ struct onboard;
 struct proxy;
 struct tun_steer;
 
-#define WORKER_PINS 256
-
-/* A client that refused our certificate for a host: passed through until expires. */
-struct worker_pin {
-    int family;         /* 0: free */
-    uint8_t client[16]; /* the client's address */
-    char host[256];     /* the SNI, or the destination address as text */
-    long expires;       /* CLOCK_MONOTONIC seconds */
-};
+/*
+ * [tls] auto_passthrough's memory of clients that refused our certificate for a host, shared
+ * by every worker process (mapped before they fork): whichever worker a client's next
+ * connection lands on passes it through.
+ */
+struct worker_pins;
+struct worker_pins *worker_pins_new(void);
+void worker_pins_free(struct worker_pins *pins);
 
 struct worker {
     struct event_base *base;
@@ -60,12 +59,13 @@ struct worker {
     uint64_t udp_evicted; /* flows closed for new ones, the table full */
     uint64_t fd_refused;  /* connections and flows refused for lack of file descriptors */
     struct log_every fd_warning;
-    struct worker_pin pins[WORKER_PINS]; /* [tls] auto_passthrough */
+    struct worker_pins *pins; /* [tls] auto_passthrough; not owned */
 };
 
 /* Starts a worker on tun_fd. Returns 0 or -1 (logged). */
 int worker_init(struct worker *w, struct event_base *base, const struct config *cfg, int tun_fd,
-                struct flowlog *flows, struct tls_engine *tls, struct onboard *onboard);
+                struct flowlog *flows, struct tls_engine *tls, struct onboard *onboard,
+                struct worker_pins *pins);
 /* The next connection or flow id. */
 uint64_t worker_new_id(struct worker *w);
 /* Closes every flow (recording each) and frees the worker's resources. */

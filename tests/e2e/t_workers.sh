@@ -1,14 +1,16 @@
 #!/bin/bash
 # [tun] workers = 2: two worker processes, each on its own queue of a multi-queue TUN.
 # Connections spread over both and complete; every record is whole; the explicit proxy answers;
+# what one worker learns for auto_passthrough holds in the other;
 # signals reach every worker; a worker that dies is started again while the other serves on;
 # SIGTERM stops them all and takes the routing away.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
-e2e_start_nginx
+e2e_bench_server # nginx on 80, and on 443 with a certificate of the upstream test CA
 head -c 100K /dev/urandom >"$WORK/www/small.bin"
 small=$(sha256sum <"$WORK/www/small.bin" | cut -d' ' -f1)
-e2e_start_appliance --set tun.workers=2
+e2e_start_appliance --set tun.workers=2 --set tls.upstream_ca_file="$WORK/pki/uca.crt" \
+    --set tls.auto_passthrough=yes
 
 workers() { pgrep -P "$APP_PID" | sort; }
 two_workers() {
@@ -94,6 +96,16 @@ pings() { # eight at once from eight addresses (the TUN spreads them by address 
 }
 check "eight pings at once are each answered once" pings
 check "the explicit proxy answers 20 requests in a row" proxy_gets
+real_ca_get() { # a client that trusts only the real server's CA, each time a new connection
+    in_c curl -sS --max-time 5 --cacert "$WORK/pki/uca.crt" --resolve bench.example:443:10.99.2.2 \
+        -o /dev/null https://bench.example/1k.txt
+}
+passed_through() { # auto_passthrough: once refused, the host passes through in every worker
+    ! real_ca_get 2>/dev/null || return 1 # our certificate, refused
+    e2e_record 'r["server"]=="10.99.2.2:443" and r["end"]=="tls_error"' >/dev/null || return 1
+    for i in $(seq 10); do real_ca_get || { echo "connection $i after the refusal failed"; return 1; }; done
+}
+check "a host refused once passes through on ten new connections (both workers)" passed_through
 check "a worker killed with SIGKILL is started again" respawned
 check "after that, 400 more connections complete byte-exact" \
     in_c $TOOLS concurrent 10.99.2.2 80 400 /small.bin "$small"
