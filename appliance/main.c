@@ -1,4 +1,5 @@
-/* mitmtun: the program. Arguments, configuration, privileges, lifecycle. */
+/* mitmtun: the program. Arguments, configuration, privileges, lifecycle (one worker, or a
+ * main process supervising several). */
 #include "config.h"
 #include "flowlog.h"
 #include "har.h"
@@ -288,7 +289,7 @@ static void signal_workers(const pid_t *pids, int n, int sig)
 }
 
 /* Index of the worker with pid, or -1. */
-static int worker_of(const pid_t *pids, int n, pid_t pid)
+static int pid_index(const pid_t *pids, int n, pid_t pid)
 {
     for (int i = 0; i < n; i++)
         if (pids[i] == pid)
@@ -318,7 +319,7 @@ static int wait_ready(pid_t *pids, int n, int ready)
 
     for (int waited = 0; got < n; waited += 100) {
         pid_t pid = waitpid(-1, &status, WNOHANG);
-        int i = pid > 0 ? worker_of(pids, n, pid) : -1;
+        int i = pid > 0 ? pid_index(pids, n, pid) : -1;
 
         if (i >= 0) {
             pids[i] = 0;
@@ -349,7 +350,7 @@ static void stop_workers(pid_t *pids, int n)
         left += pids[i] > 0;
     for (int waited = 0; left > 0; waited += 50) {
         pid_t pid = waitpid(-1, &status, WNOHANG);
-        int i = pid > 0 ? worker_of(pids, n, pid) : -1;
+        int i = pid > 0 ? pid_index(pids, n, pid) : -1;
 
         if (i >= 0) {
             pids[i] = 0;
@@ -427,7 +428,7 @@ static int supervise(const struct shared *sh, const int *fds)
         if (sig != SIGCHLD)
             continue;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            int i = worker_of(pids, n, pid);
+            int i = pid_index(pids, n, pid);
             time_t now = time(NULL), *t;
             char why[96];
 
