@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,15 +51,24 @@ struct flowlog {
 
 /*
  * Writes a batch to fd, whole; returns 0, or -1 with errno. The batch is emptied either way;
- * *done says how much of it went out.
+ * *done says how much of it went out. With lines, each write() is whole lines of at most
+ * PIPE_BUF bytes where it can be: several worker processes share stderr, and a pipe keeps only
+ * writes that small from mixing with others'.
  */
-static int out_write(struct out *o, int fd, size_t *done)
+static int out_write(struct out *o, int fd, int lines, size_t *done)
 {
     size_t off = 0;
     int ret = 0;
 
     while (off < o->len) {
-        ssize_t n = write(fd, o->buf + off, o->len - off);
+        size_t len = o->len - off;
+        ssize_t n;
+
+        if (lines && len > PIPE_BUF) {
+            const char *nl = memrchr(o->buf + off, '\n', PIPE_BUF);
+            len = nl ? (size_t)(nl - (o->buf + off)) + 1 : PIPE_BUF;
+        }
+        n = write(fd, o->buf + off, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -88,7 +98,7 @@ static void file_write(struct flowlog *fl)
 
     if (fl->torn && write(fl->fd, "\n", 1) != 1)
         err = errno ? errno : EIO;
-    else if (out_write(&fl->file, fl->fd, &done) < 0)
+    else if (out_write(&fl->file, fl->fd, 0, &done) < 0)
         err = errno ? errno : EIO;
     fl->file.len = 0; /* dropped, also when the newline failed before it */
     if (!err) {
@@ -114,7 +124,7 @@ static void flowlog_flush(struct flowlog *fl)
 {
     size_t done;
 
-    out_write(&fl->console, STDERR_FILENO, &done);
+    out_write(&fl->console, STDERR_FILENO, 1, &done);
     if (fl->fd >= 0 && fl->file.len > 0)
         file_write(fl);
 }

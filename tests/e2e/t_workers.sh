@@ -129,7 +129,10 @@ s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: the TUN address does not exis
 s.bind(('10.200.0.1', 8080)); s.listen()
 time.sleep(30)" >/dev/null 2>&1 &
     holder=$!
-    sleep 0.5
+    for _ in $(seq 50); do
+        in_a ss -Hltn 'sport = :8080' | grep -q 10.200.0.1 && break
+        sleep 0.1
+    done
     timeout 20 ip netns exec "$NS_A" "$MITMTUN" -c "$REPO/configs/mitmtun.ini" \
         --set routing.mode=gateway --set routing.lan_interface=ac --set tun.workers=2 \
         --set tls.ca_dir="$WORK/ca" >"$WORK/busy.log" 2>&1

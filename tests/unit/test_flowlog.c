@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -324,6 +325,47 @@ static void test_batches(void **state)
     log_set_level(LOG_INFO);
 }
 
+/*
+ * The console's batch goes out in writes of whole lines of at most PIPE_BUF bytes, which a
+ * pipe keeps apart from other workers' writes. A SOCK_SEQPACKET socket as stderr keeps every
+ * write() one message.
+ */
+static void test_console_writes(void **state)
+{
+    struct event_base *base = event_base_new();
+    int sv[2], saved = dup(STDERR_FILENO), writes = 0;
+    char err[256], msg[65536];
+    struct flowlog *fl;
+    size_t total = 0;
+    ssize_t n;
+
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    assert_true(saved >= 0);
+    dup2(sv[0], STDERR_FILENO);
+    unlink(path);
+    fl = flowlog_open(path, err, sizeof(err));
+    assert_non_null(fl);
+    assert_int_equal(flowlog_attach(fl, base), 0);
+    for (int i = 0; i < 200; i++)
+        flowlog_write_http(fl, &rec1);
+    flowlog_detach(fl); /* one batch, written now */
+    flowlog_close(fl);
+    event_base_free(base);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(sv[0]);
+    while ((n = recv(sv[1], msg, sizeof(msg), MSG_DONTWAIT)) > 0) {
+        if (n > PIPE_BUF || msg[n - 1] != '\n')
+            fail_msg("a write of %zd bytes, ending in 0x%02x", n, (unsigned char)msg[n - 1]);
+        total += (size_t)n;
+        writes++;
+    }
+    close(sv[1]);
+    assert_true(total > 3 * PIPE_BUF); /* the batch took several writes */
+    assert_true((size_t)writes <= total / (PIPE_BUF / 2) + 1); /* each nearly full */
+}
+
 /* Lines of file p (up to max), each parsed or NULL when it is not JSON. Returns their count. */
 static int lines_of(const char *p, json_t **lines, int max)
 {
@@ -460,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_long_escaped_strings),
         cmocka_unit_test(test_tcp_record),
         cmocka_unit_test(test_batches),
+        cmocka_unit_test(test_console_writes),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_write_failure),
     };
