@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <event2/event.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -465,6 +466,16 @@ out:
     return rc;
 }
 
+/* The CPUs this process may run on (taskset, cgroup cpusets), for [tun] workers = 0. */
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        return CPU_COUNT(&set);
+    return (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static int run(const struct config *cfg)
 {
     struct config wcfg = *cfg;
@@ -480,7 +491,7 @@ static int run(const struct config *cfg)
      */
     mallopt(M_TRIM_THRESHOLD, 4 << 20);
     mallopt(M_TOP_PAD, 1 << 20);
-    n = cfg->tun.workers ? cfg->tun.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    n = cfg->tun.workers ? cfg->tun.workers : usable_cpus();
     if (n < 1)
         n = 1;
     if (n > WORKERS_MAX)
