@@ -1,9 +1,9 @@
 #!/bin/bash
 # [tun] workers = 2: two worker processes, each on its own queue of a multi-queue TUN.
-# Connections spread over both and complete; every record is whole; the explicit proxy answers;
-# what one worker learns for auto_passthrough holds in the other;
+# Connections, UDP flows and pings spread over both and are answered; every record is whole;
+# the explicit proxy answers; what one worker learns for auto_passthrough holds in the other;
 # signals reach every worker; a worker that dies is started again while the other serves on;
-# SIGTERM stops them all and takes the routing away.
+# SIGTERM stops them all and takes the routing away; one that cannot start stops everything.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 e2e_bench_server # nginx on 80, and on 443 with a certificate of the upstream test CA
@@ -95,6 +95,29 @@ pings() { # eight at once from eight addresses (the TUN spreads them by address 
     ! grep -q duplicates "$WORK"/ping.* && return $rc
 }
 check "eight pings at once are each answered once" pings
+udp_flows() { # 40 UDP flows (40 source ports, over both workers), each answered with its own
+    in_c python3 -c "
+import socket, time
+socks = []
+for i in range(40):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(b'flow %d' % i, ('10.99.2.2', 5353))
+    socks.append(s)
+for i, s in enumerate(socks):
+    data = s.recv(100)
+    assert data == b'echo flow %d' % i, data
+print('40 answers, each to its own flow')"
+}
+ip netns exec "$NS_S" python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('10.99.2.2', 5353))
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(b'echo ' + data, peer)" >/dev/null 2>&1 &
+PIDS+=($!)
+check "40 UDP flows at once are each answered" udp_flows
 check "the explicit proxy answers 20 requests in a row" proxy_gets
 real_ca_get() { # a client that trusts only the real server's CA, each time a new connection
     in_c curl -sS --max-time 5 --cacert "$WORK/pki/uca.crt" --resolve bench.example:443:10.99.2.2 \
