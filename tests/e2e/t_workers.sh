@@ -9,6 +9,15 @@ e2e_topology
 e2e_bench_server # nginx on 80, and on 443 with a certificate of the upstream test CA
 head -c 100K /dev/urandom >"$WORK/www/small.bin"
 small=$(sha256sum <"$WORK/www/small.bin" | cut -d' ' -f1)
+ip netns exec "$NS_S" python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('10.99.2.2', 5353))
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(b'echo ' + data, peer)" >/dev/null 2>&1 & # a UDP echo server
+PIDS+=($!)
+for _ in $(seq 50); do in_s ss -Hlun 'sport = :5353' | grep -q 5353 && break; sleep 0.1; done
 e2e_start_appliance --set tun.workers=2 --set tls.upstream_ca_file="$WORK/pki/uca.crt" \
     --set tls.auto_passthrough=yes
 
@@ -109,14 +118,6 @@ for i, s in enumerate(socks):
     assert data == b'echo flow %d' % i, data
 print('40 answers, each to its own flow')"
 }
-ip netns exec "$NS_S" python3 -c "
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(('10.99.2.2', 5353))
-while True:
-    data, peer = s.recvfrom(100)
-    s.sendto(b'echo ' + data, peer)" >/dev/null 2>&1 &
-PIDS+=($!)
 check "40 UDP flows at once are each answered" udp_flows
 check "the explicit proxy answers 20 requests in a row" proxy_gets
 real_ca_get() { # a client that trusts only the real server's CA, each time a new connection
