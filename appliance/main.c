@@ -385,7 +385,7 @@ static int supervise(const struct shared *sh, const int *fds)
     int n = cfg->tun.workers, rc = 1, pipefd[2] = {-1, -1};
     pid_t pids[WORKERS_MAX] = {0};
     time_t starts[WORKERS_MAX][RESPAWNS_MAX] = {{0}}; /* each worker's latest starts */
-    unsigned lives[WORKERS_MAX] = {0};                 /* how often each has started */
+    unsigned lives[WORKERS_MAX] = {0};                /* how often each has started */
     struct routing routing = {0};
     sigset_t set, old;
     int routed = 0;

@@ -94,8 +94,8 @@ struct worker_pins {
 
 struct worker_pins *worker_pins_new(void)
 {
-    struct worker_pins *pins = mmap(NULL, sizeof(*pins), PROT_READ | PROT_WRITE,
-                                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct worker_pins *pins =
+        mmap(NULL, sizeof(*pins), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     pthread_mutexattr_t attr;
     int rc;
 

@@ -362,8 +362,9 @@ static void test_console_writes(void **state)
         writes++;
     }
     close(sv[1]);
-    assert_true(total > 3 * PIPE_BUF); /* the batch took several writes */
-    assert_true((size_t)writes <= total / (PIPE_BUF / 2) + 1); /* each nearly full */
+    /* The batch took several writes, each of them nearly full. */
+    assert_true(total > 3 * PIPE_BUF);
+    assert_true((size_t)writes <= total / (PIPE_BUF / 2) + 1);
 }
 
 /* Lines of file p (up to max), each parsed or NULL when it is not JSON. Returns their count. */
@@ -502,7 +503,7 @@ int main(void)
         cmocka_unit_test(test_long_escaped_strings),
         cmocka_unit_test(test_tcp_record),
         cmocka_unit_test(test_batches),
-        cmocka_unit_test(test_console_writes),
+        cmocka_unit_test(test_console_writes), /* stderr shared by several workers */
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_write_failure),
     };
