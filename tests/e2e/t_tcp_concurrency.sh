@@ -77,17 +77,11 @@ e2e_stop_appliance
 # while a download waits for it is dropped after [tcp] silent_client_timeout.
 e2e_start_appliance --set tcp.silent_client_timeout=3 --set log.level=debug
 silent_client() {
-    local pid t0
+    local pid
     ip netns exec "$NS_C" curl -s --limit-rate 500K -o /dev/null http://10.99.2.2/big.bin &
     pid=$!
     sleep 1.5
-    gone
-    t0=$(date +%s)
-    for _ in $(seq 150); do
-        grep -q '"end":"client_timeout"' "$FLOWS" 2>/dev/null && break
-        sleep 0.1
-    done
-    echo "recorded after $(($(date +%s) - t0)) s of silence"
+    gone_until '"end":"client_timeout"' 150
     in_c nft delete table inet gone
     kill $pid 2>/dev/null
     wait $pid 2>/dev/null
@@ -100,6 +94,16 @@ table inet gone {
     chain o { type filter hook output priority 0; policy drop; }
 }
 NFT
+}
+gone_until() { # pattern tenths: gone, then waits (at most tenths x 0.1 s) for a matching record
+    local t0
+    gone
+    t0=$(date +%s)
+    for _ in $(seq "$2"); do
+        grep -q "$1" "$FLOWS" 2>/dev/null && break
+        sleep 0.1
+    done
+    echo "recorded after $(($(date +%s) - t0)) s of silence"
 }
 paused_reader() { # stops reading for 5x the timeout; lwIP's window probes come further apart than
     # that, so the client gets a keepalive, answers it, and stays
@@ -121,17 +125,10 @@ ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" echo-server 7007 &
 PIDS+=($!)
 e2e_start_appliance --set tcp.client_keepalive=2
 idle_vanished() { # the client stays gone (and its process alive) until idle_back
-    local t0
     ip netns exec "$NS_C" python3 "$E2E_DIR/tools.py" idle-echo 10.99.2.2 7007 60 >"$WORK/idle.out" 2>&1 &
     echo $! >"$WORK/idle.pid" # check runs this in a subshell
     for _ in $(seq 50); do grep -q one "$WORK/idle.out" && break; sleep 0.1; done
-    gone
-    t0=$(date +%s)
-    for _ in $(seq 250); do
-        grep -q '"server":"10.99.2.2:7007".*"end":"client_timeout"' "$FLOWS" 2>/dev/null && break
-        sleep 0.1
-    done
-    echo "recorded after $(($(date +%s) - t0)) s of silence"
+    gone_until '"server":"10.99.2.2:7007".*"end":"client_timeout"' 250
     e2e_record 'r["server"]=="10.99.2.2:7007" and r["end"]=="client_timeout" and r["bytes_up"]==4'
 }
 idle_back() {
