@@ -204,8 +204,8 @@ static void log_started(const struct config *cfg)
 /*
  * One worker's life on tun_fd, until SIGINT or SIGTERM. The only worker (index 0) also sets
  * up routing once it is ready and removes it at the end; worker index of several writes one
- * byte to ready instead, and its parent routes. life counts the times worker index started
- * before, so that its connection ids stay unique.
+ * byte to ready instead (-1: none, a worker started again), and its parent routes. life counts
+ * the times worker index started before, so that its connection ids stay unique.
  */
 static int serve(const struct shared *sh, int tun_fd, int index, unsigned life, int ready)
 {
@@ -241,7 +241,7 @@ static int serve(const struct shared *sh, int tun_fd, int index, unsigned life, 
         if (!sigs[i] || evsignal_add(sigs[i], NULL) < 0)
             goto stop;
     if (index) {
-        if (write(ready, "", 1) != 1)
+        if (ready >= 0 && write(ready, "", 1) != 1)
             goto stop;
     } else {
         log_started(cfg);
@@ -411,6 +411,9 @@ static int supervise(const struct shared *sh, const int *fds)
     }
     if (wait_ready(pids, n, pipefd[0]) < 0 || routing_setup(&routing, cfg) < 0)
         goto stop;
+    close(pipefd[0]); /* nobody reads it any more: a worker started again writes nothing */
+    close(pipefd[1]);
+    pipefd[0] = pipefd[1] = -1;
     routed = 1;
     log_started(cfg);
     for (;;) {
@@ -446,7 +449,7 @@ static int supervise(const struct shared *sh, const int *fds)
             log_error("worker %d %s: starting it again (its connections were lost)", i + 1, why);
             memmove(t + 1, t, (RESPAWNS_MAX - 1) * sizeof(*t));
             t[0] = now;
-            pids[i] = spawn(sh, fds[i], i + 1, lives[i]++, pipefd[1], &old);
+            pids[i] = spawn(sh, fds[i], i + 1, lives[i]++, -1, &old);
             if (pids[i] < 0) {
                 pids[i] = 0;
                 goto stop;
