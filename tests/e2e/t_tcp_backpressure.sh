@@ -37,7 +37,9 @@ except Exception:
     pass" &
 fast_client=$!
 PIDS+=($slow_client $fast_client)
-sleep 2
+# The buffers fill and the heap settles (1 to 3 MiB, now and then as late as 3 s in); after
+# that RSS stays flat (measured to 20 s): the flat stretch checked starts at 4 s.
+sleep 4
 mid=$(rss_kib)
 sleep 2
 
@@ -58,7 +60,7 @@ client_send_queue() {
 rss_flat() { # unbounded buffering would grow by hundreds of MiB here
     local now
     now=$(rss_kib)
-    echo "RSS $base KiB at start, $mid KiB after 2 s of both transfers backed up, $now KiB after 4 s"
+    echo "RSS $base KiB at start, $mid KiB after 4 s of both transfers backed up, $now KiB after 6 s"
     [ $((now - base)) -lt 16384 ] && [ $((now - mid)) -lt 1024 ]
 }
 check "slow client: nginx is held back by the window" server_send_queue
