@@ -80,6 +80,7 @@ static const struct key config_keys[] = {
     {"proxy", "detect", K_BOOL, F(proxy.detect), 0, 0, NULL, "yes"},
     {"proxy", "max_header_bytes", K_INT, F(proxy.max_header_bytes), 1024, 1048576, NULL, "65536"},
     {"proxy", "idle_timeout", K_INT, F(proxy.idle_timeout), 0, 86400, NULL, "120"},
+    {"proxy", "upstream_reuse", K_INT, F(proxy.upstream_reuse), 0, 3600, NULL, "10"},
     {"proxy", "onboarding_host", K_HOSTNAME, F(proxy.onboarding_host), 0, 0, NULL, "mitm.it"},
     {"log", "level", K_CHOICE, F(log.level), 0, 0, "error|warn|info|debug", "info"},
     {"log", "flows", K_PATH, F(log.flows), 0, 0, NULL, "flows.jsonl"},

@@ -90,6 +90,7 @@ struct config {
         int detect;           /* look for HTTP/1.x requests on every port */
         int max_header_bytes; /* a request or response head above it gets 431 / 502 */
         int idle_timeout;     /* seconds a client connection may wait between requests; 0: ever */
+        int upstream_reuse;   /* seconds an idle upstream TLS connection waits for reuse; 0: off */
         char onboarding_host[256]; /* HTTP requests for this host get the CA page */
     } proxy;
     struct {

@@ -17,6 +17,7 @@
 #include "hostmatch.h"
 #include "tls/intercept.h"
 #include "log.h"
+#include "pool.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -36,6 +37,8 @@
 #define SNIFF_AMBIGUOUS_MS 200          /* wait for more after bytes that may begin a method */
 #define LINGER_SECONDS     30           /* a closed client socket may take this long to drain */
 #define SNIFF_MAX          (CLIENTHELLO_MAX_MESSAGE + 64) /* bytes read looking for a ClientHello */
+
+static void conn_dial_late(struct conn *c);
 
 static void conn_list_remove(struct conn **head, struct conn *c)
 {
@@ -177,28 +180,30 @@ void conn_close(struct conn *c, const char *end, const char *error)
     w->tcp_open--;
 }
 
-/* Refuses the held SYN as the upstream refused us, then closes. */
-static void conn_refuse(struct conn *c, int err)
+/* The record's end for an upstream connect that failed with err. */
+static const char *conn_connect_end(int err)
 {
-    enum netstack_reject how = NETSTACK_REJECT_RST;
-    const char *end = "error";
-
     switch (err) {
     case ECONNREFUSED:
-        end = "refused";
-        break;
+        return "refused";
     case ETIMEDOUT:
-        end = "timeout";
-        break;
+        return "timeout";
     case EHOSTUNREACH:
     case ENETUNREACH:
     case EHOSTDOWN:
     case ENETDOWN:
-        how = NETSTACK_REJECT_UNREACHABLE;
-        end = "unreachable";
-        break;
+        return "unreachable";
     }
-    netstack_syn_reject(c->syn, how);
+    return "error";
+}
+
+/* Refuses the held SYN as the upstream refused us, then closes. */
+static void conn_refuse(struct conn *c, int err)
+{
+    const char *end = conn_connect_end(err);
+
+    netstack_syn_reject(c->syn, strcmp(end, "unreachable") == 0 ? NETSTACK_REJECT_UNREACHABLE
+                                                                : NETSTACK_REJECT_RST);
     c->syn = NULL;
     conn_close(c, end, strerror(err));
 }
@@ -210,6 +215,7 @@ void conn_reap(struct worker *w)
         w->dead = c->next;
         http_free(c->http);
         free(c->tls);
+        free(c->pkey);
         free(c);
     }
 }
@@ -475,7 +481,10 @@ static void conn_sniff_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     event_free(c->ev);
     c->ev = NULL;
-    conn_start_relay(c); /* a protocol where the server speaks first */
+    if (c->late)
+        conn_dial_late(c);
+    else
+        conn_start_relay(c); /* a protocol where the server speaks first */
 }
 
 static int conn_port_in(const struct uid_range *ranges, int n, uint16_t port)
@@ -500,40 +509,169 @@ static int conn_http_port(const struct conn *c)
     return conn_port_in(cfg->proxy.http_ports, cfg->proxy.nhttp_ports, c->server.port);
 }
 
+/* A late connection's client went away before it had an upstream connection: a close is a
+ * clean end (a browser's unused preconnect), nothing having been sent anywhere. */
+static void conn_late_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)bev;
+    if (what & BEV_EVENT_ERROR)
+        conn_close(c, conn_client_error_end(c, what), NULL);
+    else
+        conn_close(c, "closed", NULL);
+}
+
+/* A late connection's upstream connect finished (writable) or timed out. */
+static void conn_late_connected(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    int err = upstream_connect_result(fd, what & EV_TIMEOUT);
+
+    event_free(c->ev);
+    c->ev = NULL;
+    if (err) {
+        conn_close(c, conn_connect_end(err), strerror(err));
+        return;
+    }
+    c->fd = -1; /* the bufferevent owns it now */
+    if (conn_set_upstream(c, fd) < 0) {
+        conn_close(c, "error", "out of memory");
+        return;
+    }
+    c->connect_ms = conn_ms_since(&c->tls_at);
+    c->late = 0;
+    conn_classify(c); /* the first bytes again, now with an upstream */
+}
+
+/*
+ * A late connection (accepted for a pooled upstream, see conn_syn) needs one of its own after
+ * all: connect now, and classify the waiting first bytes again once connected.
+ */
+static void conn_dial_late(struct conn *c)
+{
+    const struct worker *w = c->w;
+    struct timeval timeout = {w->cfg->tcp.connect_timeout, 0};
+    struct sockaddr_storage ss;
+    socklen_t sslen = upstream_sockaddr(&c->server, &ss);
+
+    if (c->ev)
+        event_free(c->ev);
+    c->ev = NULL;
+    bufferevent_disable(c->cbev, EV_READ);
+    bufferevent_setcb(c->cbev, NULL, NULL, conn_late_eventcb, c);
+    clock_gettime(CLOCK_MONOTONIC, &c->tls_at);
+    c->fd = worker_socket(c->w, c->server.family, SOCK_STREAM);
+    if (c->fd < 0) {
+        int err = errno;
+        conn_close(c, "error", strerror(err));
+        return;
+    }
+    if (connect(c->fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
+        int err = errno;
+        conn_close(c, conn_connect_end(err), strerror(err));
+        return;
+    }
+    c->ev = event_new(w->base, c->fd, EV_WRITE, conn_late_connected, c);
+    if (!c->ev || event_add(c->ev, &timeout) < 0)
+        conn_close(c, "error", "out of memory");
+}
+
+/*
+ * The key a TLS leg for ch is parked and found under (what tls_intercept asks upstream for).
+ * Only a transparent stream's upstream is shared, and only with [proxy] upstream_reuse.
+ */
+static struct pool_key *conn_pool_key(const struct conn *c, const struct clienthello *ch)
+{
+    struct pool_key *k;
+
+    if (c->kind != CONN_TRANSPARENT || c->w->cfg->proxy.upstream_reuse < 1 ||
+        ch->alpn_len > sizeof(k->alpn) || !(k = calloc(1, sizeof(*k))))
+        return NULL;
+    k->client = c->client;
+    k->server = c->server;
+    snprintf(k->sni, sizeof(k->sni), "%s", ch->sni);
+    memcpy(k->alpn, ch->alpn, ch->alpn_len);
+    k->alpn_len = ch->alpn_len;
+    k->min_version = ch->min_version;
+    k->max_version = ch->max_version;
+    return k;
+}
+
+void conn_park_upstream(struct conn *c, int idle_s)
+{
+    struct pool_key *k = c->pkey;
+
+    c->pkey = NULL;
+    if (k && c->ubev && c->ubev != c->u_raw && !c->u_eof &&
+        evbuffer_get_length(bufferevent_get_output(c->ubev)) == 0 &&
+        evbuffer_get_length(bufferevent_get_output(c->u_raw)) == 0) {
+        log_debug("tcp #%" PRIu64 ": upstream connection kept for reuse (%d s)", c->id, idle_s);
+        pool_put(c->w->pool, k, c->ubev, c->u_raw, idle_s);
+        c->ubev = c->u_raw = NULL;
+    }
+    free(k);
+}
+
 /* Starts the TLS legs on a stream that began with ch. */
 static void conn_start_tls(struct conn *c, struct clienthello *ch)
 {
-    char host[64];
-    int ignored;
+    struct bufferevent *pooled = NULL, *raw = NULL;
+    char host[256];
+    int ignored, pinned;
 
+    if (!c->w->cfg->tls.http2 && clienthello_drop_h2(ch))
+        log_debug("tcp #%" PRIu64 ": h2 taken out of the client's ALPN offer ([tls] http2 = no)",
+                  c->id);
+    ignored = hostmatch(c->w->cfg->tls.ignore_hosts, ch->sni, c->server.family, c->server.addr);
+    snprintf(host, sizeof(host), "%s", ch->sni);
+    if (!host[0])
+        inet_ntop(c->server.family, c->server.addr, host, sizeof(host));
+    pinned = c->w->cfg->tls.auto_passthrough &&
+             worker_pin_find(c->w, c->client.family, c->client.addr, host);
+    c->pkey = conn_pool_key(c, ch);
+    if (c->late) {
+        if (ignored < 0 && !pinned && c->pkey && pool_take(c->w->pool, c->pkey, &pooled, &raw)) {
+            c->u_raw = c->ubev = raw;
+            c->late = 0;
+        } else {
+            free(c->pkey);
+            c->pkey = NULL;
+            conn_dial_late(c); /* then this runs again */
+            return;
+        }
+    }
     c->tls = calloc(1, sizeof(*c->tls));
     if (!c->tls) {
+        if (pooled)
+            tls_filter_free(pooled);
         conn_close(c, "error", "out of memory");
         return;
     }
     snprintf(c->tls->sni, sizeof(c->tls->sni), "%s", ch->sni);
-    ignored = hostmatch(c->w->cfg->tls.ignore_hosts, ch->sni, c->server.family, c->server.addr);
     if (ignored >= 0) {
         snprintf(c->tls->error, sizeof(c->tls->error), "[tls] ignore_hosts entry %d", ignored + 1);
         conn_start_relay(c);
         return;
     }
-    if (c->w->cfg->tls.auto_passthrough && worker_pin_find(c->w, c->client.family, c->client.addr,
-                                                           conn_tls_host(c, host, sizeof(host)))) {
+    if (pinned) {
         snprintf(c->tls->error, sizeof(c->tls->error),
                  "auto_passthrough: this client refused our certificate for this host");
         conn_start_relay(c);
         return;
     }
-    if (!c->w->cfg->tls.http2 && clienthello_drop_h2(ch))
-        log_debug("tcp #%" PRIu64 ": h2 taken out of the client's ALPN offer ([tls] http2 = no)",
-                  c->id);
     /* Without SNI, CONNECT's host name is the one to ask upstream for and to verify. */
     if (!ch->sni[0] && c->connect_host[0] && !hostmatch_is_address(c->connect_host))
         snprintf(ch->sni, sizeof(ch->sni), "%s", c->connect_host);
     bufferevent_setcb(c->cbev, NULL, NULL, conn_handshake_eventcb, c);
     clock_gettime(CLOCK_MONOTONIC, &c->tls_at);
-    c->handshake = tls_intercept(c->w->tls, c->c_raw, c->u_raw, ch, c->tls, conn_tls_ready, c);
+    if (pooled) {
+        log_debug("tcp #%" PRIu64 ": an idle upstream connection reused", c->id);
+        c->handshake =
+            tls_intercept_reuse(c->w->tls, c->c_raw, pooled, ch, c->tls, conn_tls_ready, c);
+    } else {
+        c->handshake = tls_intercept(c->w->tls, c->c_raw, c->u_raw, ch, c->tls, conn_tls_ready, c);
+    }
     if (!c->handshake)
         conn_close(c, "error", "cannot start the TLS legs");
 }
@@ -576,6 +714,10 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
         conn_start_tls(c, &ch);
         return;
     }
+    if (c->late) {
+        conn_dial_late(c);
+        return;
+    }
     if (http > 0 && (c->w->cfg->proxy.detect || conn_http_port(c) || c->kind == CONN_EXPLICIT))
         conn_start_http(c, c->tls ? "https" : "http");
     else
@@ -590,6 +732,10 @@ static void conn_sniff_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
 
+    if (c->late) {
+        conn_late_eventcb(bev, what, c);
+        return;
+    }
     if (!(what & BEV_EVENT_ERROR))
         conn_start_relay(c);
     if (!c->closed)
@@ -615,9 +761,11 @@ void conn_classify(struct conn *c)
     if (c->ev)
         event_free(c->ev);
     bufferevent_setcb(c->cbev, conn_sniff_readcb, NULL, conn_sniff_eventcb, c);
-    bufferevent_setcb(c->ubev, conn_sniff_upstream_readcb, NULL, conn_upstream_eventcb, c);
     bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
-    bufferevent_enable(c->ubev, EV_READ);
+    if (c->ubev) {
+        bufferevent_setcb(c->ubev, conn_sniff_upstream_readcb, NULL, conn_upstream_eventcb, c);
+        bufferevent_enable(c->ubev, EV_READ);
+    }
     c->ev = evtimer_new(c->w->base, conn_sniff_timeout, c);
     if (!c->ev || evtimer_add(c->ev, &sniff) < 0) {
         conn_close(c, "error", "out of memory");
@@ -641,7 +789,7 @@ void conn_accepted(void *ctx, struct bufferevent *bev)
         conn_start_http(c, "http");
         return;
     }
-    if ((c->w->tls && (conn_tls_port(c) || cfg->tls.detect)) || conn_http_port(c) ||
+    if (c->late || (c->w->tls && (conn_tls_port(c) || cfg->tls.detect)) || conn_http_port(c) ||
         cfg->proxy.detect)
         conn_classify(c);
     else
@@ -763,7 +911,13 @@ void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoin
         return;
     }
     c->syn = syn;
-    if (kind != CONN_TRANSPARENT) { /* served here: no upstream yet */
+    /*
+     * Served here, or an idle upstream connection from this client to this server waits in the
+     * pool: no connect yet. The ClientHello decides whether the pooled one fits
+     * (conn_start_tls); if not, the connect follows then (conn_dial_late).
+     */
+    c->late = kind == CONN_TRANSPARENT && pool_has(w->pool, client, server);
+    if (kind != CONN_TRANSPARENT || c->late) {
         c->ev = evtimer_new(w->base, conn_handshake_timeout, c);
         if (!c->ev || evtimer_add(c->ev, &timeout) < 0) {
             conn_refuse(c, ENOMEM);
@@ -772,11 +926,9 @@ void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoin
         netstack_syn_accept(c->syn, c);
         return;
     }
-    c->fd = upstream_socket(server->family, SOCK_STREAM, w->cfg->routing.mark);
+    c->fd = worker_socket(w, server->family, SOCK_STREAM);
     if (c->fd < 0) {
-        int err = errno;
-        worker_socket_failed(w, err);
-        conn_refuse(c, err);
+        conn_refuse(c, errno);
         return;
     }
     sslen = upstream_sockaddr(server, &ss);

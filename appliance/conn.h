@@ -17,6 +17,7 @@
 
 struct bufferevent;
 struct http;
+struct pool_key;
 struct tls_info;
 struct tls_session;
 struct worker;
@@ -50,12 +51,14 @@ struct conn {
     struct timespec mono;   /* CLOCK_MONOTONIC, for durations */
     double connect_ms;      /* the upstream connect took; -1: none */
     double tls_ms;          /* the TLS legs took; -1: no TLS */
-    struct timespec tls_at; /* CLOCK_MONOTONIC: interception began */
+    struct timespec tls_at; /* CLOCK_MONOTONIC: interception began (or a late dial) */
+    struct pool_key *pkey;  /* the upstream TLS leg's pool key, when it may be parked */
     unsigned c_eof : 1;     /* the client sent FIN */
     unsigned u_eof : 1;     /* upstream sent FIN */
     unsigned c_done : 1;    /* the client's FIN was passed upstream */
     unsigned u_done : 1;    /* upstream's FIN was passed to the client */
     unsigned closed : 1;
+    unsigned late : 1; /* accepted without an upstream connect: pool, or dial when known */
 };
 
 /* netstack_handlers.tcp_syn: starts the upstream connect for a held SYN. arg is the worker. */
@@ -81,6 +84,11 @@ void conn_classify(struct conn *c);
 int conn_set_upstream(struct conn *c, int fd);
 /* Drops the upstream side (it closed between HTTP exchanges). */
 void conn_drop_upstream(struct conn *c);
+/*
+ * Hands the idle upstream TLS connection to the worker's pool (pool.h) for idle_s seconds at
+ * most, if c->pkey says it may; c has no upstream side afterwards either way.
+ */
+void conn_park_upstream(struct conn *c, int idle_s);
 /*
  * Ends the client side once everything queued for it has gone out (close_notify, FIN).
  * Returns 1 when done, 0 when still draining: call again from the client's write callback.

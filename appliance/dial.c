@@ -154,7 +154,7 @@ static void dial_next(struct dial *d)
                      netstack_endpoint_str(ep, addr, sizeof(addr)));
             continue;
         }
-        d->fd = upstream_socket(ep->family, SOCK_STREAM, cfg->routing.mark);
+        d->fd = worker_socket(d->w, ep->family, SOCK_STREAM);
         if (d->fd >= 0 && connect(d->fd, (struct sockaddr *)&ss, upstream_sockaddr(ep, &ss)) < 0 &&
             errno != EINPROGRESS) {
             d->why = DIAL_REFUSED;
@@ -164,12 +164,8 @@ static void dial_next(struct dial *d)
             d->fd = -1;
             continue;
         }
-        if (d->fd < 0) {
-            int err = errno;
-            worker_socket_failed(d->w, err);
-            errno = err;
+        if (d->fd < 0)
             break;
-        }
         d->ev = event_new(d->w->base, d->fd, EV_WRITE, dial_connected, d);
         if (!d->ev || event_add(d->ev, &timeout) < 0)
             break;

@@ -531,8 +531,10 @@ static void json_tls(struct out *o, const struct tls_info *tls)
     json_field(o, "version", tls->version);
     json_field(o, "alpn", tls->alpn);
     json_bool(o, "intercepted", tls->intercepted);
-    if (tls->intercepted)
+    if (tls->intercepted) {
         json_bool(o, "upstream_resumed", tls->upstream_resumed);
+        json_bool(o, "upstream_reused", tls->upstream_reused);
+    }
     if (!tls->intercepted && tls->error[0])
         json_field(o, "reason", tls->error);
     out_lit(o, "}");

@@ -60,6 +60,11 @@ struct http {
     unsigned closing : 1;      /* it is ending: drain, then close */
     unsigned recorded : 1;     /* this exchange's record is written */
     unsigned head_pending : 1; /* a final response head waits in head (http_flush_response) */
+    unsigned up_keep : 1;      /* the upstream connection may carry another exchange */
+    unsigned up_bound : 1;     /* it carries connection-bound auth (NTLM, Negotiate): not shared */
+    unsigned retried : 1;      /* the request went out again after a reused connection failed */
+    int up_idle;               /* seconds it may idle in the pool (pool.h) */
+    uint64_t down_at_send;     /* c->bytes_down when the request head went upstream */
     /* the exchange under way */
     char *path;   /* origin-form target sent upstream (in target) */
     char *url;    /* for the record (in target) */
@@ -157,11 +162,24 @@ static void http_record(struct http *h, const char *error)
     c->connect_ms = c->tls_ms = -1; /* a later exchange on this connection reuses it */
 }
 
-/* Ends the client connection once what is queued for it has gone out. */
+/* Whether the upstream connection sits idle between exchanges, fit for another client. */
+static int http_upstream_parkable(const struct http *h)
+{
+    const struct conn *c = h->c;
+
+    return c->pkey && c->ubev && !h->tunnel && h->up_keep && !h->up_bound &&
+           (h->state == H_IDLE || (h->state == H_ACTIVE && h->req_done && h->resp_done)) &&
+           evbuffer_get_length(bufferevent_get_input(c->ubev)) == 0;
+}
+
+/* Ends the client connection once what is queued for it has gone out; an idle upstream
+ * connection goes to the pool. */
 static void http_close(struct http *h)
 {
     struct conn *c = h->c;
 
+    if (http_upstream_parkable(h))
+        conn_park_upstream(c, h->up_idle);
     h->closing = 1;
     bufferevent_disable(c->cbev, EV_READ);
     if (conn_end_client(c))
@@ -285,6 +303,12 @@ static size_t http_head_flush(struct http *h, struct evbuffer *out)
     return n;
 }
 
+/* Whether an Authorization or WWW-Authenticate value is a scheme bound to the connection. */
+static int http_connection_auth(const char *value)
+{
+    return value && (strncasecmp(value, "NTLM", 4) == 0 || strncasecmp(value, "Negotiate", 9) == 0);
+}
+
 /* The request head goes upstream: origin-form, hop-by-hop headers replaced by our own. */
 static void http_send_head(struct http *h)
 {
@@ -312,9 +336,12 @@ static void http_send_head(struct http *h)
     if (h->upgrade_asked) {
         http_head_line(b, "Connection", "Upgrade");
         http_head_line(b, "Upgrade", httpmsg_header(m, "Upgrade"));
-    } else if (!h->req_keep) {
+    } else if (!h->req_keep && !c->pkey) { /* the connection may serve another client */
         http_head_line(b, "Connection", "close");
     }
+    if (http_connection_auth(httpmsg_header(m, "Authorization")))
+        h->up_bound = 1;
+    h->down_at_send = c->bytes_down;
     c->bytes_up += http_head_flush(h, bufferevent_get_output(c->ubev));
     if (strcmp(m->method, "HEAD") == 0)
         httpmsg_expect_no_body(h->resp);
@@ -423,6 +450,8 @@ static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
     c->connect_ms = conn_ms_since(&h->m_start);
     if (!h->connecting && c->tls && c->tls->intercepted) {
         /* a decrypted stream's request goes out encrypted again: TLS as on the first leg */
+        free(c->pkey); /* asked with other parameters: not parked */
+        c->pkey = NULL;
         clock_gettime(CLOCK_MONOTONIC, &c->tls_at);
         c->handshake = tls_reconnect(c->w->tls, c->u_raw, c->tls, http_tls_reconnected, h);
         if (!c->handshake)
@@ -697,6 +726,7 @@ static void http_exchange_done(struct http *h)
     h->state = H_IDLE;
     h->req_done = h->resp_done = h->head_sent = h->recorded = 0;
     h->upgrade_asked = 0;
+    h->retried = 0;
     h->status = 0;
     h->reason = NULL;
     h->ttfb_ms = -1;
@@ -846,11 +876,33 @@ static void http_client_read(struct http *h)
     }
 }
 
+/*
+ * Whether the request may go out again on a new connection: the server closed a reused one as
+ * the request went out (nothing answered yet), and the request has no body (as browsers do).
+ */
+static int http_may_send_again(const struct http *h)
+{
+    const struct conn *c = h->c;
+
+    return h->state == H_ACTIVE && !h->resp_done && !h->retried && h->req_done && c->tls &&
+           c->tls->upstream_reused && c->bytes_down == h->down_at_send &&
+           httpmsg_current(h->req)->body_bytes == 0;
+}
+
 /* The response ended with the upstream connection. */
 static void http_upstream_gone(struct http *h, const char *why)
 {
     struct conn *c = h->c;
 
+    if (http_may_send_again(h)) {
+        char addr[64];
+        log_debug("tcp #%" PRIu64 ": the reused upstream connection %s: sending again", c->id, why);
+        h->retried = 1;
+        conn_drop_upstream(c);
+        inet_ntop(c->server.family, c->server.addr, addr, sizeof(addr));
+        http_dial(h, addr, c->server.port, 1);
+        return;
+    }
     if (h->state == H_ACTIVE && !h->resp_done) {
         if (httpmsg_eof(h->resp) == HTTPMSG_DONE) { /* delimited by the close */
             h->resp_done = 1;
@@ -874,6 +926,22 @@ static void http_upstream_gone(struct http *h, const char *why)
     }
     conn_drop_upstream(c); /* between exchanges: the next request connects again */
     h->up_host[0] = '\0';
+}
+
+/* What a final response head says about reusing the upstream connection. */
+static void http_upstream_keep(struct http *h, const struct httpmsg *m)
+{
+    const char *ka = httpmsg_header(m, "Keep-Alive"), *t;
+
+    h->up_keep = http_keep_alive(m) && !m->until_eof && m->status != 101;
+    if (m->status == 401 && http_connection_auth(httpmsg_header(m, "WWW-Authenticate")))
+        h->up_bound = 1;
+    /* "Keep-Alive: timeout=5, max=100": the server closes an idle connection after 5 s */
+    if (ka && (t = strcasestr(ka, "timeout=")) != NULL) {
+        long s = strtol(t + 8, NULL, 10);
+        if (s - 1 < h->up_idle)
+            h->up_idle = s > 1 ? (int)(s - 1) : 0;
+    }
 }
 
 static void http_upstream_read(struct http *h)
@@ -928,6 +996,7 @@ static void http_upstream_read(struct http *h)
             h->reason = m->reason;
             if (!(m->status == 101 && h->upgrade_asked))
                 h->close_after |= !http_keep_alive(m) || m->until_eof || !h->req_keep;
+            http_upstream_keep(h, m);
             http_send_response_head(h, m, 1);
             h->head_sent = 1;
             break;
@@ -1081,6 +1150,8 @@ int http_start(struct conn *c, const char *scheme)
     h->c = c;
     h->scheme = scheme;
     h->ttfb_ms = -1;
+    h->up_keep = 1;
+    h->up_idle = c->w->cfg->proxy.upstream_reuse;
     h->req = httpmsg_reader_new(1, max);
     h->resp = httpmsg_reader_new(0, max);
     h->head = evbuffer_new();

@@ -188,12 +188,9 @@ static struct udp_flow *flow_new(struct udprelay *r, const struct packet_info *p
     f->server.port = pi->dport;
     clock_gettime(CLOCK_REALTIME, &f->start);
     clock_gettime(CLOCK_MONOTONIC, &f->mono);
-    f->fd = upstream_socket(pi->family, SOCK_DGRAM, w->cfg->routing.mark);
+    f->fd = worker_socket(w, pi->family, SOCK_DGRAM);
     if (f->fd < 0) {
-        int err = errno;
-        if (err == EMFILE || err == ENFILE)
-            worker_socket_failed(w, err);
-        else
+        if (errno != EMFILE && errno != ENFILE)
             log_errno(LOG_WARN, "udp #%" PRIu64 ": socket", f->id);
         free(f);
         return NULL;

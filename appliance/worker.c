@@ -3,10 +3,12 @@
 #include "conn.h"
 #include "echorelay.h"
 #include "log.h"
+#include "pool.h"
 #include "proxy.h"
 #include "netstack/netstack.h"
 #include "netstack/tun.h"
 #include "udprelay.h"
+#include "upstream.h"
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -53,6 +55,21 @@ static long now_seconds(void)
 }
 
 #define FD_WARN_SECONDS 10
+
+int worker_socket(struct worker *w, int family, int type)
+{
+    int fd, err;
+
+    while ((fd = upstream_socket(family, type, w->cfg->routing.mark)) < 0 &&
+           (errno == EMFILE || errno == ENFILE) && pool_shed(w->pool))
+        ; /* bounded: the pool empties */
+    if (fd >= 0)
+        return fd;
+    err = errno;
+    worker_socket_failed(w, err);
+    errno = err;
+    return -1;
+}
 
 void worker_socket_failed(struct worker *w, int err)
 {
@@ -206,11 +223,11 @@ void worker_log_stats(struct worker *w)
     log_info("stats: tcp open=%" PRIu64 " total=%" PRIu64 " udp open=%" PRIu64 " total=%" PRIu64
              " dropped=%" PRIu64 " evicted=%" PRIu64 " packets in=%" PRIu64 " out=%" PRIu64
              " (merged segments %" PRIu64 ") dropped=%" PRIu64 " refused for want of fds=%" PRIu64
-             " rss=%ld KiB",
+             " rss=%ld KiB upstream idle=%d",
              w->tcp_open, w->tcp_total, w->udp_open, w->udp_total, w->udp_dropped, w->udp_evicted,
              nc.packets_in, nc.packets_out, nc.segments_merged,
              nc.dropped_malformed + nc.dropped_fragments + nc.dropped_other + nc.tun_write_errors,
-             w->fd_refused, rss_kib());
+             w->fd_refused, rss_kib(), pool_count(w->pool));
 }
 
 /* The netstack's bulk traffic began or ended: spread the TUN's kernel work or take it back
@@ -269,7 +286,8 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
     w->pins = pins;
     w->reaper = event_new(base, -1, 0, worker_reap, w);
     w->udp = udprelay_new(w);
-    if (!w->reaper || !w->udp)
+    w->pool = pool_new(base, tls && cfg->proxy.upstream_reuse > 0 ? POOL_MAX : 0);
+    if (!w->reaper || !w->udp || !w->pool)
         goto fail;
     w->echo = echorelay_new(w);
     if (cfg->tun.steer)
@@ -318,6 +336,7 @@ void worker_cleanup(struct worker *w)
     w->proxy = NULL;
     conn_close_all(w);
     conn_reap(w);
+    pool_free(w->pool);
     if (w->dns)
         evdns_base_free(w->dns, 1);
     udprelay_free(w->udp);

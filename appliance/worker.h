@@ -20,6 +20,7 @@ struct echorelay;
 struct tls_engine;
 struct evdns_base;
 struct onboard;
+struct pool;
 struct proxy;
 struct tun_steer;
 
@@ -60,6 +61,7 @@ struct worker {
     uint64_t fd_refused;  /* connections and flows refused for lack of file descriptors */
     struct log_every fd_warning;
     struct worker_pins *pins; /* [tls] auto_passthrough; not owned */
+    struct pool *pool;        /* [proxy] upstream_reuse: idle upstream connections */
 };
 
 /* Starts a worker on tun_fd. Returns 0 or -1 (logged). */
@@ -79,6 +81,12 @@ int worker_pin_find(struct worker *w, int family, const uint8_t *client, const c
  * ENFILE), counts it and warns, at most every few seconds, with the limit and how to raise it.
  */
 void worker_socket_failed(struct worker *w, int err);
+/*
+ * A host socket for the upstream side (upstream_socket); when file descriptors run out, idle
+ * pooled upstream connections are closed to make room. -1 with errno set (and an exhaustion
+ * counted, see worker_socket_failed) when there is none.
+ */
+int worker_socket(struct worker *w, int family, int type);
 
 /* Logs one stats line: open and total flows, drops, memory. */
 void worker_log_stats(struct worker *w);

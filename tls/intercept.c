@@ -192,6 +192,7 @@ static int upstream_ok(struct tls_session *s, struct bufferevent *bev, short wha
         return 0;
     }
     s->info->upstream_resumed = SSL_session_reused(ussl);
+    s->info->upstream_reused = 0;
     verdict = SSL_get_verify_result(ussl);
     if (verdict != X509_V_OK && s->e->verify) {
         set_error(s, "upstream certificate: ", X509_verify_cert_error_string(verdict));
@@ -200,21 +201,14 @@ static int upstream_ok(struct tls_session *s, struct bufferevent *bev, short wha
     return 1;
 }
 
-/* Upstream answered: check it, forge its certificate, and answer the client. */
-static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
+/* The upstream leg is up (s->uf): forge its certificate and answer the client. Returns 0, or
+ * -1 with the error set (the caller fails s). */
+static int client_leg_start(struct tls_session *s)
 {
-    struct tls_session *s = arg;
-    SSL *ussl = bufferevent_openssl_get_ssl(bev), *cssl;
+    SSL *ussl = bufferevent_openssl_get_ssl(s->uf), *cssl;
     const unsigned char *alpn;
     X509 *peer, *leaf;
-    int ok = upstream_ok(s, bev, what);
 
-    if (ok < 0)
-        send_alert(s->craw);
-    if (ok <= 0) {
-        session_fail(s);
-        return;
-    }
     SSL_get0_alpn_selected(ussl, &alpn, &s->alpn_len);
     if (s->alpn_len > 0)
         memcpy(s->alpn, alpn, s->alpn_len);
@@ -227,8 +221,7 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
         X509_free(leaf);
         SSL_free(cssl);
         set_error(s, "forging the certificate: ", NULL);
-        session_fail(s);
-        return;
+        return -1;
     }
     X509_free(leaf);
     SSL_set_ex_data(cssl, session_index, s);
@@ -237,14 +230,26 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
     if (!s->cf) {
         SSL_free(cssl);
         set_error(s, "client leg: cannot start", "");
-        session_fail(s);
-        return;
+        return -1;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(s->cf, 1);
     bufferevent_set_max_single_read(s->cf, TLS_READ_MAX);
     bufferevent_setcb(s->cf, NULL, NULL, client_eventcb, s);
     /* The ClientHello already waits in the raw input: have the filter read it. */
     bufferevent_trigger(s->craw, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+    return 0;
+}
+
+/* Upstream answered: check it, then the client leg. */
+static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct tls_session *s = arg;
+    int ok = upstream_ok(s, bev, what);
+
+    if (ok < 0)
+        send_alert(s->craw);
+    if (ok <= 0 || client_leg_start(s) < 0)
+        session_fail(s);
 }
 
 static struct upstream_session *session_slot(struct tls_engine *e, const char *host)
@@ -371,6 +376,34 @@ struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *clie
     s->craw = client_raw;
     s->cb = cb;
     bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
+    return s;
+}
+
+struct tls_session *tls_intercept_reuse(struct tls_engine *e, struct bufferevent *client_raw,
+                                        struct bufferevent *upstream, const struct clienthello *ch,
+                                        struct tls_info *info, tls_ready_cb cb, void *arg)
+{
+    struct tls_session *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        tls_filter_free(upstream);
+        return NULL;
+    }
+    snprintf(info->sni, sizeof(info->sni), "%s", ch->sni);
+    info->upstream_resumed = 0;
+    info->upstream_reused = 1;
+    s->e = e;
+    s->craw = client_raw;
+    s->uf = upstream;
+    s->info = info;
+    s->cb = cb;
+    s->arg = arg;
+    snprintf(s->sni, sizeof(s->sni), "%s", ch->sni);
+    bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
+    if (client_leg_start(s) < 0) {
+        session_free(s); /* upstream with it */
+        return NULL;
+    }
     return s;
 }
 

@@ -25,6 +25,7 @@ struct tls_info {
     int intercepted;
     int refused_cert;     /* the client refused our certificate (alert, or closed after it) */
     int upstream_resumed; /* the upstream leg resumed an earlier session */
+    int upstream_reused;  /* the upstream leg is an earlier client connection's (pool.h) */
     char error[192];      /* why not, when not */
 };
 
@@ -51,6 +52,15 @@ void tls_engine_free(struct tls_engine *e);
 struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *client_raw,
                                   struct bufferevent *upstream_raw, const struct clienthello *ch,
                                   struct tls_info *info, tls_ready_cb cb, void *arg);
+/*
+ * Like tls_intercept, but upstream is an upstream leg already up (the plaintext side from an
+ * earlier tls_ready_cb, over a socket still the caller's): only the client leg handshakes, with
+ * a leaf for upstream's certificate. upstream is the session's now (on failure too). Returns
+ * NULL if it could not start (cb is not called).
+ */
+struct tls_session *tls_intercept_reuse(struct tls_engine *e, struct bufferevent *client_raw,
+                                        struct bufferevent *upstream, const struct clienthello *ch,
+                                        struct tls_info *info, tls_ready_cb cb, void *arg);
 /*
  * A later upstream connection for an intercepted stream (the server closed the first between
  * two HTTP exchanges): TLS on upstream_raw, which is connected, with info's SNI and ALPN and

@@ -586,6 +586,62 @@ def urllib_get(proxy, url):
     return 0 if resp.status == 200 else 1
 
 
+def tls_counting_server(port, cert, key, mode="keep", idle="30", keep_alive=""):
+    """HTTPS/1.1 on port, keep-alive: each response's body names the connection (numbered from
+    1 in handshake order) and the request on it that it answers, "conn=N req=M". mode "once": a
+    second request on a connection is not answered, the connection closes instead (a server
+    that closed an idle connection just as the request came). idle: seconds a connection may
+    wait for a request. keep_alive: a "Keep-Alive: timeout=" value to announce."""
+    import socketserver
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    lock = threading.Lock()
+    accepted = [0]
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            try:
+                s = ctx.wrap_socket(self.request, server_side=True)
+            except (OSError, ssl.SSLError):
+                return
+            with lock:
+                accepted[0] += 1
+                n = accepted[0]
+            s.settimeout(float(idle))
+            f = s.makefile("rb")
+            try:
+                for m in range(1, 1000):
+                    if not f.readline(65536):
+                        return
+                    length = 0
+                    for _ in range(100):
+                        h = f.readline(65536)
+                        if h in (b"\r\n", b"\n", b""):
+                            break
+                        name, _, value = h.decode("latin-1").partition(":")
+                        if name.strip().lower() == "content-length":
+                            length = int(value)
+                    if length:
+                        f.read(length)
+                    if mode == "once" and m > 1:
+                        return
+                    body = f"conn={n} req={m}\n".encode()
+                    ka = f"Keep-Alive: timeout={keep_alive}\r\n" if keep_alive else ""
+                    s.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{ka}\r\n"
+                              .encode() + body)
+            except (OSError, ssl.SSLError, ValueError):
+                return
+            finally:
+                f.close()
+                s.close()
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    with socketserver.ThreadingTCPServer(("0.0.0.0", int(port)), Handler) as srv:
+        srv.serve_forever()
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1].replace("-", "_"), sys.argv[2:]
     sys.exit(globals()[cmd](*args))
