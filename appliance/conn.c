@@ -40,6 +40,13 @@
 
 static void conn_dial_late(struct conn *c);
 
+/* Accepted without an upstream connect (an idle one was in the pool, see conn_syn): one is
+ * taken from the pool or dialled once the first bytes say which (conn_start_tls). */
+static int conn_late(const struct conn *c)
+{
+    return c->kind == CONN_TRANSPARENT && !c->u_raw;
+}
+
 static void conn_list_remove(struct conn **head, struct conn *c)
 {
     if (c->prev)
@@ -481,7 +488,7 @@ static void conn_sniff_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     event_free(c->ev);
     c->ev = NULL;
-    if (c->late)
+    if (conn_late(c))
         conn_dial_late(c);
     else
         conn_start_relay(c); /* a protocol where the server speaks first */
@@ -540,7 +547,6 @@ static void conn_late_connected(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->connect_ms = conn_ms_since(&c->tls_at);
-    c->late = 0;
     conn_classify(c); /* the first bytes again, now with an upstream */
 }
 
@@ -630,10 +636,9 @@ static void conn_start_tls(struct conn *c, struct clienthello *ch)
     pinned = c->w->cfg->tls.auto_passthrough &&
              worker_pin_find(c->w, c->client.family, c->client.addr, host);
     c->pkey = conn_pool_key(c, ch);
-    if (c->late) {
+    if (conn_late(c)) {
         if (ignored < 0 && !pinned && c->pkey && pool_take(c->w->pool, c->pkey, &pooled, &raw)) {
             c->u_raw = c->ubev = raw;
-            c->late = 0;
         } else {
             free(c->pkey);
             c->pkey = NULL;
@@ -714,7 +719,7 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
         conn_start_tls(c, &ch);
         return;
     }
-    if (c->late) {
+    if (conn_late(c)) {
         conn_dial_late(c);
         return;
     }
@@ -732,7 +737,7 @@ static void conn_sniff_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
 
-    if (c->late) {
+    if (conn_late(c)) {
         conn_late_eventcb(bev, what, c);
         return;
     }
@@ -789,7 +794,7 @@ void conn_accepted(void *ctx, struct bufferevent *bev)
         conn_start_http(c, "http");
         return;
     }
-    if (c->late || (c->w->tls && (conn_tls_port(c) || cfg->tls.detect)) || conn_http_port(c) ||
+    if (conn_late(c) || (c->w->tls && (conn_tls_port(c) || cfg->tls.detect)) || conn_http_port(c) ||
         cfg->proxy.detect)
         conn_classify(c);
     else
@@ -916,8 +921,7 @@ void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoin
      * pool: no connect yet. The ClientHello decides whether the pooled one fits
      * (conn_start_tls); if not, the connect follows then (conn_dial_late).
      */
-    c->late = kind == CONN_TRANSPARENT && pool_has(w->pool, client, server);
-    if (kind != CONN_TRANSPARENT || c->late) {
+    if (kind != CONN_TRANSPARENT || pool_has(w->pool, client, server)) {
         c->ev = evtimer_new(w->base, conn_handshake_timeout, c);
         if (!c->ev || evtimer_add(c->ev, &timeout) < 0) {
             conn_refuse(c, ENOMEM);

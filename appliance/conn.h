@@ -58,7 +58,6 @@ struct conn {
     unsigned c_done : 1;    /* the client's FIN was passed upstream */
     unsigned u_done : 1;    /* upstream's FIN was passed to the client */
     unsigned closed : 1;
-    unsigned late : 1; /* accepted without an upstream connect: pool, or dial when known */
 };
 
 /* netstack_handlers.tcp_syn: starts the upstream connect for a held SYN. arg is the worker. */
