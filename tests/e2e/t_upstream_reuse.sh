@@ -60,9 +60,17 @@ check "... and the connection is still reused after it" served "conn=1 req=4" r.
 check "another server name: another upstream connection" served "conn=2 req=1" r2.example 443
 check "another device: another upstream connection" served "conn=3 req=1" r.example 443 \
     --interface 10.99.1.3
+get6() { in_c curl -sS --max-time 5 --cacert "$CA" --resolve "r.example:443:[fd99:2::2]" https://r.example/; }
+same_connection_again() { # IPv6: a second connection is served by the first one's upstream
+    local a b
+    a=$(get6) && b=$(get6) || return 1
+    echo "$a / $b"
+    [ "$b" = "${a% *} req=$((${a##*=} + 1))" ]
+}
+check "over IPv6 too" same_connection_again
 check "connection-bound auth (NTLM) is answered on the device's connection" served "conn=1 req=5" \
     r.example 443 -H "Authorization: NTLM TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAAAAAAAAAAAAA="
-check "... and that connection is never shared" served "conn=4 req=1" r.example 443
+check "... and that connection is never shared" served "conn=5 req=1" r.example 443
 
 check "Keep-Alive: timeout=2 announced: a first connection" served "conn=1 req=1" r.example 4443
 sleep 1.5
@@ -114,6 +122,6 @@ check "upstream_reuse = 0: every connection has its own" fresh_each_time 0 r.exa
 e2e_stop_appliance
 start --set proxy.upstream_reuse=1
 check "upstream_reuse = 1: kept 1 s, no longer" fresh_each_time 1.5 r.example 443
-check "... but reused within it" served "conn=8 req=2" r.example 443
+check "... but reused within it" served "conn=9 req=2" r.example 443
 e2e_stop_appliance
 e2e_pass

@@ -636,9 +636,12 @@ def tls_counting_server(port, cert, key, mode="keep", idle="30", keep_alive=""):
                 f.close()
                 s.close()
 
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    socketserver.ThreadingTCPServer.daemon_threads = True
-    with socketserver.ThreadingTCPServer(("0.0.0.0", int(port)), Handler) as srv:
+    class Server(socketserver.ThreadingTCPServer):
+        address_family = socket.AF_INET6 # and IPv4, mapped
+        allow_reuse_address = True
+        daemon_threads = True
+
+    with Server(("::", int(port)), Handler) as srv:
         srv.serve_forever()
 
 
