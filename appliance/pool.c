@@ -58,20 +58,25 @@ static void pool_unlink(struct pooled *e)
 }
 
 /*
- * Closes a parked connection: close_notify, then FIN. The socket closes now, not when libevent
+ * Closes a connection: close_notify, then FIN. The socket closes now, not when libevent
  * finalizes the bufferevent in a later loop pass: pool_shed frees its descriptor for the
  * socket() that follows.
  */
+static void pool_close_connection(struct bufferevent *tls, struct bufferevent *raw)
+{
+    evutil_socket_t fd = bufferevent_getfd(raw);
+
+    tls_close_notify(tls);
+    tls_filter_free(tls);
+    bufferevent_setfd(raw, -1);
+    bufferevent_free(raw);
+    close(fd);
+}
+
 static void pool_close(struct pooled *e)
 {
-    evutil_socket_t fd = bufferevent_getfd(e->raw);
-
     pool_unlink(e);
-    tls_close_notify(e->tls);
-    tls_filter_free(e->tls);
-    bufferevent_setfd(e->raw, -1);
-    bufferevent_free(e->raw);
-    close(fd);
+    pool_close_connection(e->tls, e->raw);
     free(e);
 }
 
@@ -151,9 +156,7 @@ fail:
     if (e && e->deadline)
         event_free(e->deadline);
     free(e);
-    tls_close_notify(tls);
-    tls_filter_free(tls);
-    bufferevent_free(raw);
+    pool_close_connection(tls, raw);
     return -1;
 }
 
