@@ -61,16 +61,18 @@ check "another server name: another upstream connection" served "conn=2 req=1" r
 check "another device: another upstream connection" served "conn=3 req=1" r.example 443 \
     --interface 10.99.1.3
 get6() { in_c curl -sS --max-time 5 --cacert "$CA" --resolve "r.example:443:[fd99:2::2]" https://r.example/; }
-same_connection_again() { # IPv6: a second connection is served by the first one's upstream
+same_connection_again() { # command...: a second connection is served by the first one's upstream
     local a b
-    a=$(get6) && b=$(get6) || return 1
+    a=$("$@") && b=$("$@") || return 1
     echo "$a / $b"
     [ "$b" = "${a% *} req=$((${a##*=} + 1))" ]
 }
-check "over IPv6 too" same_connection_again
+check "over IPv6 too" same_connection_again get6
+check "a client that offers no ALPN too (its stream is classified after the handshake)" \
+    same_connection_again get r2.example 443 --no-alpn
 check "connection-bound auth (NTLM) is answered on the device's connection" served "conn=1 req=5" \
     r.example 443 -H "Authorization: NTLM TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAAAAAAAAAAAAA="
-check "... and that connection is never shared" served "conn=5 req=1" r.example 443
+check "... and that connection is never shared" served "conn=6 req=1" r.example 443
 
 check "Keep-Alive: timeout=2 announced: a first connection" served "conn=1 req=1" r.example 4443
 sleep 1.5
@@ -122,6 +124,6 @@ check "upstream_reuse = 0: every connection has its own" fresh_each_time 0 r.exa
 e2e_stop_appliance
 start --set proxy.upstream_reuse=1
 check "upstream_reuse = 1: kept 1 s, no longer" fresh_each_time 1.5 r.example 443
-check "... but reused within it" served "conn=9 req=2" r.example 443
+check "... but reused within it" served "conn=10 req=2" r.example 443
 e2e_stop_appliance
 e2e_pass
