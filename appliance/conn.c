@@ -1,7 +1,9 @@
 /*
  * One TCP connection: the client side is a bufferevent (a netstack pair end), the upstream side a
  * socket bufferevent. Lifecycle:
- *   SYN held -> upstream connect -> SYN passed to lwIP -> handshake done -> relay -> record.
+ *   SYN held -> upstream connect -> SYN passed to lwIP -> handshake done -> relay -> record,
+ * or, when the pool (pool.h) holds an idle upstream connection from this client to this
+ * server, SYN passed at once -> first bytes -> the pooled connection, or a connect then.
  * Every way out goes through conn_close(), which writes the record and hands the struct to the
  * worker's reaper, so callers up the stack may still look at it safely.
  *
