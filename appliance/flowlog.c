@@ -714,6 +714,8 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
         out_lit(o, ",");
         json_ms(o, "total_ms", r->total_ms);
         out_lit(o, "}");
+        if (r->resent)
+            json_bool(o, "resent", 1);
         if (r->error)
             json_field(o, "error", r->error);
         out_lit(o, "}\n");

@@ -46,6 +46,7 @@ struct http_record {
     const struct tls_info *tls;
     double connect_ms, tls_ms, ttfb_ms, total_ms;
     const char *error;
+    int resent; /* the request went upstream twice: a reused connection closed under it */
     const char *request_body, *response_body; /* [log] body_max captures, or NULL */
     size_t request_body_len, response_body_len;
 };

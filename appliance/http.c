@@ -151,6 +151,7 @@ static void http_record(struct http *h, const char *error)
         .ttfb_ms = h->ttfb_ms,
         .total_ms = conn_ms_since(&h->m_start),
         .error = error,
+        .resent = h->retried,
     };
     if (h->req_body && rq != &none)
         r.request_body =

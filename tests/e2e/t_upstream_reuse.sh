@@ -92,6 +92,10 @@ check "a server that answers one request per connection: the first" served "conn
 check "a request the reused connection lost goes again on a new one" served "conn=2 req=1" \
     r.example 8443
 check "... and the log says why" grep -q "the reused upstream connection closed the connection: sending again" "$APP_LOG"
+check "... and its record that it went twice" e2e_http_record \
+    'r["status"] == 200 and r.get("resent") is True and r["url"] == "https://r.example:8443/"'
+check "records of requests sent once do not say so" bash -c \
+    "! grep '\"type\":\"http\"' '$FLOWS' | grep -v ':8443/' | grep -q resent"
 post_lost() { # the reused connection closes on a POST with a body: 502, nothing sent twice
     local code
     code=$(get r.example 8443 -d "x=1" -o /dev/null -w "%{http_code}")

@@ -153,6 +153,7 @@ static void test_http_record_fields(void **state)
     assert_string_equal(str(t, "sni"), "example.com");
     assert_true(json_is_true(json_object_get(t, "upstream_resumed")));
     assert_true(json_is_false(json_object_get(t, "upstream_reused")));
+    assert_null(json_object_get(j, "resent")); /* only when it was */
     json_t *ms = json_object_get(j, "timings");
     assert_int_equal(json_integer_value(json_object_get(ms, "connect_ms")), -1);
     assert_true(json_real_value(json_object_get(ms, "tls_ms")) == 2.0);
