@@ -434,10 +434,10 @@ static void conn_start_http(struct conn *c, const char *scheme)
 }
 
 /* The name a pin is kept under: the SNI, else the destination address. */
-static const char *conn_tls_host(const struct conn *c, char *buf, size_t len)
+static const char *conn_tls_host(const struct conn *c, const char *sni, char *buf, size_t len)
 {
-    if (c->tls->sni[0])
-        return c->tls->sni;
+    if (sni[0])
+        return sni;
     return inet_ntop(c->server.family, c->server.addr, buf, (socklen_t)len);
 }
 
@@ -452,7 +452,7 @@ static void conn_tls_ready(void *arg, struct bufferevent *client, struct buffere
         char host[64];
         if (c->tls->refused_cert && c->w->cfg->tls.auto_passthrough)
             worker_pin_add(c->w, c->client.family, c->client.addr,
-                           conn_tls_host(c, host, sizeof(host)));
+                           conn_tls_host(c, c->tls->sni, host, sizeof(host)));
         /* Whatever the TLS layer queued (an alert) goes out before the FIN. */
         conn_end_raw_client(c);
         conn_close(c, "tls_error", error);
@@ -531,21 +531,51 @@ static void conn_late_eventcb(struct bufferevent *bev, short what, void *arg)
         conn_close(c, "closed", NULL);
 }
 
+/*
+ * Starts a non-blocking connect to c->server on c->fd; done (writable) or timed out, it calls
+ * done, which takes the result with conn_connect_result. Returns 0, or an errno.
+ */
+static int conn_connect(struct conn *c, event_callback_fn done)
+{
+    struct timeval timeout = {c->w->cfg->tcp.connect_timeout, 0};
+    struct sockaddr_storage ss;
+    socklen_t sslen = upstream_sockaddr(&c->server, &ss);
+
+    c->fd = worker_socket(c->w, c->server.family, SOCK_STREAM);
+    if (c->fd < 0)
+        return errno;
+    if (connect(c->fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS)
+        return errno;
+    c->ev = event_new(c->w->base, c->fd, EV_WRITE, done, c);
+    if (!c->ev || event_add(c->ev, &timeout) < 0)
+        return ENOMEM;
+    return 0;
+}
+
+/* How conn_connect's connect ended (what: its event): 0 with c's upstream side set, or an
+ * errno. */
+static int conn_connect_result(struct conn *c, short what)
+{
+    int err = upstream_connect_result(c->fd, what & EV_TIMEOUT);
+
+    event_free(c->ev);
+    c->ev = NULL;
+    if (err)
+        return err;
+    err = conn_set_upstream(c, c->fd) < 0 ? ENOMEM : 0;
+    c->fd = -1; /* the bufferevent owns it now, or it is closed */
+    return err;
+}
+
 /* A late connection's upstream connect finished (writable) or timed out. */
 static void conn_late_connected(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    int err = upstream_connect_result(fd, what & EV_TIMEOUT);
+    int err = conn_connect_result(c, what);
 
-    event_free(c->ev);
-    c->ev = NULL;
+    (void)fd;
     if (err) {
         conn_close(c, conn_connect_end(err), strerror(err));
-        return;
-    }
-    c->fd = -1; /* the bufferevent owns it now */
-    if (conn_set_upstream(c, fd) < 0) {
-        conn_close(c, "error", "out of memory");
         return;
     }
     c->connect_ms = conn_ms_since(&c->tls_at);
@@ -558,10 +588,7 @@ static void conn_late_connected(evutil_socket_t fd, short what, void *arg)
  */
 static void conn_dial_late(struct conn *c)
 {
-    const struct worker *w = c->w;
-    struct timeval timeout = {w->cfg->tcp.connect_timeout, 0};
-    struct sockaddr_storage ss;
-    socklen_t sslen = upstream_sockaddr(&c->server, &ss);
+    int err;
 
     if (c->ev)
         event_free(c->ev);
@@ -569,20 +596,9 @@ static void conn_dial_late(struct conn *c)
     bufferevent_disable(c->cbev, EV_READ);
     bufferevent_setcb(c->cbev, NULL, NULL, conn_late_eventcb, c);
     clock_gettime(CLOCK_MONOTONIC, &c->tls_at);
-    c->fd = worker_socket(c->w, c->server.family, SOCK_STREAM);
-    if (c->fd < 0) {
-        int err = errno;
-        conn_close(c, "error", strerror(err));
-        return;
-    }
-    if (connect(c->fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
-        int err = errno;
+    err = conn_connect(c, conn_late_connected);
+    if (err)
         conn_close(c, conn_connect_end(err), strerror(err));
-        return;
-    }
-    c->ev = event_new(w->base, c->fd, EV_WRITE, conn_late_connected, c);
-    if (!c->ev || event_add(c->ev, &timeout) < 0)
-        conn_close(c, "error", "out of memory");
 }
 
 /*
@@ -625,18 +641,16 @@ void conn_park_upstream(struct conn *c, int idle_s)
 static void conn_start_tls(struct conn *c, struct clienthello *ch)
 {
     struct bufferevent *pooled = NULL, *raw = NULL;
-    char host[256];
+    char addr[64];
     int ignored, pinned;
 
     if (!c->w->cfg->tls.http2 && clienthello_drop_h2(ch))
         log_debug("tcp #%" PRIu64 ": h2 taken out of the client's ALPN offer ([tls] http2 = no)",
                   c->id);
     ignored = hostmatch(c->w->cfg->tls.ignore_hosts, ch->sni, c->server.family, c->server.addr);
-    snprintf(host, sizeof(host), "%s", ch->sni);
-    if (!host[0])
-        inet_ntop(c->server.family, c->server.addr, host, sizeof(host));
     pinned = c->w->cfg->tls.auto_passthrough &&
-             worker_pin_find(c->w, c->client.family, c->client.addr, host);
+             worker_pin_find(c->w, c->client.family, c->client.addr,
+                             conn_tls_host(c, ch->sni, addr, sizeof(addr)));
     c->pkey = conn_pool_key(c, ch);
     if (conn_late(c)) {
         if (ignored < 0 && !pinned && c->pkey && pool_take(c->w->pool, c->pkey, &pooled, &raw)) {
@@ -840,20 +854,14 @@ static void conn_connected(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     struct timeval deadline = {c->w->cfg->tcp.connect_timeout, 0};
-    int err = upstream_connect_result(fd, what & EV_TIMEOUT);
+    int err = conn_connect_result(c, what);
 
-    event_free(c->ev);
-    c->ev = NULL;
+    (void)fd;
     if (err) {
         conn_refuse(c, err);
         return;
     }
     c->connect_ms = conn_ms_since(&c->mono);
-    c->fd = -1; /* the bufferevent owns it now */
-    if (conn_set_upstream(c, fd) < 0) {
-        conn_refuse(c, ENOMEM);
-        return;
-    }
     c->ev = evtimer_new(c->w->base, conn_handshake_timeout, c);
     if (!c->ev || evtimer_add(c->ev, &deadline) < 0) {
         conn_refuse(c, ENOMEM);
@@ -909,9 +917,8 @@ void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoin
     struct worker *w = arg;
     struct timeval timeout = {w->cfg->tcp.connect_timeout, 0};
     enum conn_kind kind = conn_local_kind(w, server);
-    struct sockaddr_storage ss;
-    socklen_t sslen;
     struct conn *c = conn_new(w, kind, client, server);
+    int err;
 
     if (!c) {
         netstack_syn_reject(syn, NETSTACK_REJECT_RST);
@@ -932,19 +939,9 @@ void conn_syn(void *arg, struct netstack_syn *syn, const struct netstack_endpoin
         netstack_syn_accept(c->syn, c);
         return;
     }
-    c->fd = worker_socket(w, server->family, SOCK_STREAM);
-    if (c->fd < 0) {
-        conn_refuse(c, errno);
-        return;
-    }
-    sslen = upstream_sockaddr(server, &ss);
-    if (connect(c->fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
-        conn_refuse(c, errno);
-        return;
-    }
-    c->ev = event_new(w->base, c->fd, EV_WRITE, conn_connected, c);
-    if (!c->ev || event_add(c->ev, &timeout) < 0)
-        conn_refuse(c, ENOMEM);
+    err = conn_connect(c, conn_connected);
+    if (err)
+        conn_refuse(c, err);
 }
 
 void conn_explicit(struct worker *w, int fd, const struct netstack_endpoint *client,

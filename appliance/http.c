@@ -340,7 +340,7 @@ static void http_send_head(struct http *h)
     } else if (!h->req_keep && !c->pkey) { /* the connection may serve another client */
         http_head_line(b, "Connection", "close");
     }
-    if (http_connection_auth(httpmsg_header(m, "Authorization")))
+    if (c->pkey && http_connection_auth(httpmsg_header(m, "Authorization")))
         h->up_bound = 1;
     h->down_at_send = c->bytes_down;
     c->bytes_up += http_head_flush(h, bufferevent_get_output(c->ubev));
@@ -929,11 +929,15 @@ static void http_upstream_gone(struct http *h, const char *why)
     h->up_host[0] = '\0';
 }
 
-/* What a final response head says about reusing the upstream connection. */
+/* What a final response head says about reusing the upstream connection (looked at only when
+ * it may be parked). */
 static void http_upstream_keep(struct http *h, const struct httpmsg *m)
 {
-    const char *ka = httpmsg_header(m, "Keep-Alive"), *t;
+    const char *ka, *t;
 
+    if (!h->c->pkey)
+        return;
+    ka = httpmsg_header(m, "Keep-Alive");
     h->up_keep = http_keep_alive(m) && !m->until_eof && m->status != 101;
     if (m->status == 401 && http_connection_auth(httpmsg_header(m, "WWW-Authenticate")))
         h->up_bound = 1;

@@ -322,6 +322,30 @@ fail:
     return NULL;
 }
 
+/* A session reporting to arg, for sni. NULL when out of memory. */
+static struct tls_session *session_new(struct tls_engine *e, struct tls_info *info, const char *sni,
+                                       void *arg)
+{
+    struct tls_session *s = calloc(1, sizeof(*s));
+
+    if (!s)
+        return NULL;
+    s->e = e;
+    s->info = info;
+    s->arg = arg;
+    snprintf(s->sni, sizeof(s->sni), "%s", sni);
+    return s;
+}
+
+/* s is to answer the ClientHello waiting in client_raw; cb hears how that ended. */
+static void session_client(struct tls_session *s, struct bufferevent *client_raw, tls_ready_cb cb)
+{
+    snprintf(s->info->sni, sizeof(s->info->sni), "%s", s->sni);
+    s->craw = client_raw;
+    s->cb = cb;
+    bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
+}
+
 /*
  * Starts an upstream handshake on upstream_raw's socket, asking for sni and alpn (within the
  * version range, where one is given); eventcb hears how it ended. Returns its state (the caller
@@ -333,16 +357,12 @@ static struct tls_session *session_start(struct tls_engine *e, struct buffereven
                                          int min_version, int max_version,
                                          bufferevent_event_cb eventcb, void *arg)
 {
-    struct tls_session *s = calloc(1, sizeof(*s));
+    struct tls_session *s = session_new(e, info, sni, arg);
     SSL *ussl = upstream_ssl(e, sni, alpn, alpn_len);
 
     if (!s || !ussl)
         goto fail;
-    s->e = e;
     s->uraw = upstream_raw;
-    s->info = info;
-    s->arg = arg;
-    snprintf(s->sni, sizeof(s->sni), "%s", sni);
     if (min_version)
         SSL_set_min_proto_version(ussl, min_version);
     if (max_version)
@@ -365,17 +385,12 @@ struct tls_session *tls_intercept(struct tls_engine *e, struct bufferevent *clie
                                   struct bufferevent *upstream_raw, const struct clienthello *ch,
                                   struct tls_info *info, tls_ready_cb cb, void *arg)
 {
-    struct tls_session *s;
-
-    snprintf(info->sni, sizeof(info->sni), "%s", ch->sni);
     /* The client's version range holds on the upstream leg too. */
-    s = session_start(e, upstream_raw, info, ch->sni, ch->alpn, ch->alpn_len, ch->min_version,
-                      ch->max_version, upstream_eventcb, arg);
-    if (!s)
-        return NULL;
-    s->craw = client_raw;
-    s->cb = cb;
-    bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
+    struct tls_session *s = session_start(e, upstream_raw, info, ch->sni, ch->alpn, ch->alpn_len,
+                                          ch->min_version, ch->max_version, upstream_eventcb, arg);
+
+    if (s)
+        session_client(s, client_raw, cb);
     return s;
 }
 
@@ -383,23 +398,16 @@ struct tls_session *tls_intercept_reuse(struct tls_engine *e, struct bufferevent
                                         struct bufferevent *upstream, const struct clienthello *ch,
                                         struct tls_info *info, tls_ready_cb cb, void *arg)
 {
-    struct tls_session *s = calloc(1, sizeof(*s));
+    struct tls_session *s = session_new(e, info, ch->sni, arg);
 
     if (!s) {
         tls_filter_free(upstream);
         return NULL;
     }
-    snprintf(info->sni, sizeof(info->sni), "%s", ch->sni);
     info->upstream_resumed = 0;
     info->upstream_reused = 1;
-    s->e = e;
-    s->craw = client_raw;
     s->uf = upstream;
-    s->info = info;
-    s->cb = cb;
-    s->arg = arg;
-    snprintf(s->sni, sizeof(s->sni), "%s", ch->sni);
-    bufferevent_setwatermark(client_raw, EV_WRITE, 0, RAW_WRITE_HIGH);
+    session_client(s, client_raw, cb);
     if (client_leg_start(s) < 0) {
         session_free(s); /* upstream with it */
         return NULL;
