@@ -266,7 +266,7 @@ out:
 static pid_t spawn(const struct shared *sh, int tun_fd, int index, unsigned life, int ready,
                    const sigset_t *mask)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
 
     if (pid < 0) {
         log_errno(LOG_ERROR, "starting worker %d", index);
@@ -274,7 +274,9 @@ static pid_t spawn(const struct shared *sh, int tun_fd, int index, unsigned life
     }
     if (pid > 0)
         return pid;
-    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a parent killed outright takes its workers along */
+    /* A parent killed outright takes its workers along, also one killed before this call. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+        _exit(1);
     sigprocmask(SIG_SETMASK, mask, NULL);
     int rc = serve(sh, tun_fd, index, life, ready);
     fflush(NULL);

@@ -3,7 +3,9 @@
 # Connections, UDP flows and pings spread over both and are answered; every record is whole;
 # the explicit proxy answers; what one worker learns for auto_passthrough holds in the other;
 # signals reach every worker; a worker that dies is started again while the other serves on;
-# SIGTERM stops them all and takes the routing away; one that cannot start stops everything.
+# SIGTERM stops them all and takes the routing away; one that cannot start stops everything, as
+# does one that dies a fifth time within a minute; a main process killed outright takes its
+# workers along.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 e2e_bench_server # nginx on 80, and on 443 with a certificate of the upstream test CA
@@ -141,6 +143,69 @@ gone() {
     ! ip -n "$NS_A" link show mitm0 >/dev/null 2>&1 && ! ip -n "$NS_A" rule | grep -q 'iif ac'
 }
 check "no worker left, the TUN device and the routing rule gone" gone
+
+# A worker that keeps dying: the fifth death within a minute stops the appliance, status 1,
+# saying so, with the other worker stopped and the routing taken away.
+e2e_start_appliance --set tun.workers=2 >/dev/null
+kill_newest() { # kills the newest worker; waits for its successor
+    local victim
+    victim=$(pgrep -n -P "$APP_PID") || return 1
+    kill -9 "$victim"
+    for _ in $(seq 50); do
+        ! kill -0 "$APP_PID" 2>/dev/null && return 0
+        [ "$(workers | wc -l)" = 2 ] && ! workers | grep -qx "$victim" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+four_deaths() {
+    for _ in 1 2 3 4; do kill_newest || return 1; done
+    [ "$(grep -c 'was killed by signal 9 (Killed): starting it again' "$APP_LOG")" = 4 ] && kill -0 "$APP_PID"
+}
+check "a worker killed four times within a minute is started again each time" four_deaths
+survivors=$(workers)
+check "the fifth death within a minute is the last one" kill_newest
+CASES=$((CASES + 1))
+for _ in $(seq 100); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$APP_PID" 2>/dev/null && kill -TERM "$APP_PID" # it did not stop: not a hang, a failure
+wait "$APP_PID"
+rc=$?
+APP_PID=
+if [ $rc = 1 ] && grep -q 'worker 2 was killed by signal 9 (Killed), the 5th time within a minute: stopping' "$APP_LOG"; then
+    ok "then the appliance stops: status 1, the reason in its log"
+else
+    fail "then the appliance stops: status 1, the reason in its log (status $rc)"
+    tail -5 "$APP_LOG"
+fi
+pids=$survivors
+check "no worker left, the TUN device and the routing rule gone" gone
+
+# The main process killed outright (SIGKILL: no cleanup) takes its workers along; the next
+# start removes the routing it left and serves.
+e2e_start_appliance --set tun.workers=2 >/dev/null
+pids=$(workers)
+kill -9 "$APP_PID"
+wait "$APP_PID" 2>/dev/null
+APP_PID=
+orphans_gone() {
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && return 0
+        sleep 0.1
+    done
+    ps -o pid,ppid,stat,cmd -p $pids
+    return 1
+}
+check "the main process killed with SIGKILL: both workers exit" orphans_gone
+kill -9 $pids 2>/dev/null # when that failed: not left behind
+e2e_start_appliance --set tun.workers=2 >/dev/null
+serves_again() {
+    [ "$(ip -n "$NS_A" rule | grep -c 'iif ac')" = 1 ] &&
+        in_c $TOOLS concurrent 10.99.2.2 80 20 /small.bin "$small" >/dev/null
+}
+check "started again after that: one routing rule, and it serves" serves_again
+e2e_stop_appliance
 
 # A worker that cannot start (the explicit proxy's port taken by another program) stops the
 # appliance at once, with status 1 and the reason, and leaves no routing behind.
