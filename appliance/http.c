@@ -8,15 +8,14 @@
  * saying what failed, are recorded like any exchange, and close the client connection.
  */
 #include "http.h"
+#include "http_int.h"
 
 #include "bodycap.h"
 #include "conn.h"
 #include "dial.h"
 #include "flowlog.h"
-#include "hostmatch.h"
 #include "httpmsg.h"
 #include "log.h"
-#include "onboard.h"
 #include "tls/intercept.h"
 #include "worker.h"
 
@@ -30,60 +29,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define FEED_MAX     (64 * 1024) /* bytes handed to the parser at once */
-#define COALESCE_MAX (16 * 1024) /* a response head and body sent as one TLS record up to here */
+#define FEED_MAX (64 * 1024) /* bytes handed to the parser at once */
 
-enum http_state {
-    H_IDLE,    /* waiting for a request head */
-    H_DIALING, /* the head is read; the upstream connection is being made */
-    H_ACTIVE,  /* the head went upstream; bodies flow */
-    H_LOCAL,   /* answered by the appliance; the connection closes */
-};
-
-struct http {
-    struct conn *c;
-    const char *scheme; /* of the stream: "http" or "https" */
-    struct httpmsg_reader *req, *resp;
-    struct dial *dial;
-    char up_host[256]; /* explicit proxy: the host the upstream connection leads to */
-    uint16_t up_port;
-    enum http_state state;
-    unsigned stopped : 1;       /* http_stop: touch nothing */
-    unsigned tunnel : 1;        /* inside a CONNECT tunnel */
-    unsigned connecting : 1;    /* the dial is for CONNECT */
-    unsigned req_done : 1;      /* the request's last byte went upstream */
-    unsigned req_keep : 1;      /* the client allows another request after this one */
-    unsigned upgrade_asked : 1; /* the request asked to switch protocols */
-    unsigned head_sent : 1;     /* the final response head went to the client */
-    unsigned resp_done : 1;
-    unsigned close_after : 1;  /* the client connection ends with this exchange */
-    unsigned closing : 1;      /* it is ending: drain, then close */
-    unsigned recorded : 1;     /* this exchange's record is written */
-    unsigned head_pending : 1; /* a final response head waits in head (http_flush_response) */
-    unsigned up_keep : 1;      /* the upstream connection may carry another exchange */
-    unsigned up_bound : 1;     /* it carries connection-bound auth (NTLM, Negotiate): not shared */
-    unsigned retried : 1;      /* the request went out again after a reused connection failed */
-    int up_idle;               /* seconds it may idle in the pool (pool.h) */
-    uint64_t down_at_send;     /* c->bytes_down when the request head went upstream */
-    /* the exchange under way */
-    char *path;   /* origin-form target sent upstream (in target) */
-    char *url;    /* for the record (in target) */
-    char *target; /* path and url, kept for the next exchange */
-    size_t target_cap;
-    char host[300];          /* host[:port] the request is for */
-    struct timespec start;   /* CLOCK_REALTIME */
-    struct timespec m_start; /* CLOCK_MONOTONIC: the request head arrived */
-    struct timespec m_sent;  /* CLOCK_MONOTONIC: it went upstream */
-    double ttfb_ms;
-    int status;
-    const char *reason;
-    uint64_t local_bytes;                 /* the body of a reply the appliance made */
-    struct bodycap *req_body, *resp_body; /* [log] body_max captures, or NULL */
-    struct evbuffer *head;                /* a head being built, moved out in one piece */
-    struct event *idle_ev;                /* [proxy] idle_timeout between requests */
-};
-
-static void http_client_read(struct http *h);
 static void http_upstream_read(struct http *h);
 static void http_client_ended(struct http *h);
 static void http_idle_arm(struct http *h);
@@ -91,12 +38,6 @@ static void http_idle_arm(struct http *h);
 static const char *http_mode(const struct http *h)
 {
     return h->c->kind == CONN_TRANSPARENT ? "transparent" : "explicit";
-}
-
-/* The front end of the explicit proxy (not a stream inside a CONNECT tunnel). */
-static int http_front(const struct http *h)
-{
-    return h->c->kind == CONN_EXPLICIT && !h->tunnel;
 }
 
 static void http_capture_request(void *arg, const char *data, size_t len)
@@ -116,7 +57,7 @@ static void http_capture_response(void *arg, const char *data, size_t len)
 }
 
 /* Writes the current exchange's record (once). */
-static void http_record(struct http *h, const char *error)
+void http_record(struct http *h, const char *error)
 {
     struct conn *c = h->c;
     const struct httpmsg *rq = httpmsg_current(h->req);
@@ -175,7 +116,7 @@ static int http_upstream_parkable(const struct http *h)
 
 /* Ends the client connection once what is queued for it has gone out; an idle upstream
  * connection goes to the pool. */
-static void http_close(struct http *h)
+void http_close(struct http *h)
 {
     struct conn *c = h->c;
 
@@ -188,8 +129,8 @@ static void http_close(struct http *h)
 }
 
 /* The appliance answers the request itself, then closes. */
-static void http_reply(struct http *h, int status, const char *reason, const char *extra,
-                       const char *content_type, const char *body, size_t len, const char *error)
+void http_reply(struct http *h, int status, const char *reason, const char *extra,
+                const char *content_type, const char *body, size_t len, const char *error)
 {
     struct conn *c = h->c;
     struct evbuffer *out = bufferevent_get_output(c->cbev);
@@ -220,8 +161,7 @@ static void http_reply(struct http *h, int status, const char *reason, const cha
 }
 
 /* An error reply: a one-line plain-text body saying what failed. */
-static void http_fail(struct http *h, int status, const char *reason, const char *extra,
-                      const char *what)
+void http_fail(struct http *h, int status, const char *reason, const char *extra, const char *what)
 {
     char body[512];
     int n = snprintf(body, sizeof(body), "mitmtun: %d %s: %s\n", status, reason, what);
@@ -231,486 +171,23 @@ static void http_fail(struct http *h, int status, const char *reason, const char
                n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1, what);
 }
 
-static void http_onboard(struct http *h, const char *path)
-{
-    struct onboard_reply r;
-    char extra[128] = "";
-
-    if (!h->c->w->onboard) {
-        http_fail(h, 404, "Not Found", NULL, "the CA page is not available");
-        return;
-    }
-    onboard_get(h->c->w->onboard, path, &r);
-    if (r.filename)
-        snprintf(extra, sizeof(extra), "Content-Disposition: attachment; filename=\"%s\"\r\n",
-                 r.filename);
-    http_reply(h, r.status, r.reason, extra, r.content_type, r.body, r.len,
-               r.status == 200 ? NULL : "no such page");
-}
-
 /* Whether the message lets the connection carry another one (RFC 9112 9.3). */
-static int http_keep_alive(const struct httpmsg *m)
+int http_keep_alive(const struct httpmsg *m)
 {
     if (m->conn_close)
         return 0;
     return m->major > 1 || (m->major == 1 && m->minor >= 1) || m->conn_keep_alive;
 }
 
-/* Appends the decimal digits of v. */
-static void http_head_uint(struct evbuffer *b, unsigned v)
-{
-    char digits[10], *p = digits + sizeof(digits);
-
-    do
-        *--p = (char)('0' + v % 10);
-    while (v /= 10);
-    evbuffer_add(b, p, (size_t)(digits + sizeof(digits) - p));
-}
-
-/* Appends "HTTP/major.minor". */
-static void http_head_version(struct evbuffer *b, int major, int minor)
-{
-    evbuffer_add(b, "HTTP/", 5);
-    http_head_uint(b, (unsigned)major);
-    evbuffer_add(b, ".", 1);
-    http_head_uint(b, (unsigned)minor);
-}
-
-/* Appends "name: value\r\n" (plain adds: printf costs more than the rest of the head). */
-static void http_head_line(struct evbuffer *b, const char *name, const char *value)
-{
-    evbuffer_add(b, name, strlen(name));
-    evbuffer_add(b, ": ", 2);
-    evbuffer_add(b, value, strlen(value));
-    evbuffer_add(b, "\r\n", 2);
-}
-
-/* Appends m's end-to-end headers. */
-static void http_head_headers(struct evbuffer *b, const struct httpmsg *m)
-{
-    for (int i = 0; i < m->nheaders; i++)
-        if (!m->headers[i].hop)
-            http_head_line(b, m->headers[i].name, m->headers[i].value);
-}
-
-/* Moves a head built in h->head to out in one piece (one TLS record, one callback). */
-static size_t http_head_flush(struct http *h, struct evbuffer *out)
-{
-    size_t n = evbuffer_get_length(h->head);
-
-    evbuffer_add(h->head, "\r\n", 2);
-    n += 2;
-    evbuffer_add_buffer(out, h->head);
-    return n;
-}
-
-/* Whether an Authorization or WWW-Authenticate value is a scheme bound to the connection. */
-static int http_connection_auth(const char *value)
-{
-    return value && (strncasecmp(value, "NTLM", 4) == 0 || strncasecmp(value, "Negotiate", 9) == 0);
-}
-
-/* The request head goes upstream: origin-form, hop-by-hop headers replaced by our own. */
-static void http_send_head(struct http *h)
-{
-    struct conn *c = h->c;
-    const struct httpmsg *m = httpmsg_current(h->req);
-    struct evbuffer *b = h->head;
-
-    evbuffer_add(b, m->method, strlen(m->method));
-    evbuffer_add(b, " ", 1);
-    evbuffer_add(b, h->path, strlen(h->path));
-    evbuffer_add(b, " ", 1);
-    http_head_version(b, m->major, m->minor);
-    evbuffer_add(b, "\r\n", 2);
-    if (http_front(h)) {
-        /* absolute-form: the URL's authority is the Host (RFC 9112 3.2.2), first */
-        http_head_line(b, "Host", h->host);
-        for (int i = 0; i < m->nheaders; i++)
-            if (!m->headers[i].hop && strcasecmp(m->headers[i].name, "Host") != 0)
-                http_head_line(b, m->headers[i].name, m->headers[i].value);
-    } else {
-        http_head_headers(b, m);
-        if (!httpmsg_header(m, "Host"))
-            http_head_line(b, "Host", h->host);
-    }
-    if (h->upgrade_asked) {
-        http_head_line(b, "Connection", "Upgrade");
-        http_head_line(b, "Upgrade", httpmsg_header(m, "Upgrade"));
-    } else if (!h->req_keep && !c->pkey) { /* the connection may serve another client */
-        http_head_line(b, "Connection", "close");
-    }
-    if (c->pkey && http_connection_auth(httpmsg_header(m, "Authorization")))
-        h->up_bound = 1;
-    h->down_at_send = c->bytes_down;
-    c->bytes_up += http_head_flush(h, bufferevent_get_output(c->ubev));
-    if (strcmp(m->method, "HEAD") == 0)
-        httpmsg_expect_no_body(h->resp);
-    clock_gettime(CLOCK_MONOTONIC, &h->m_sent);
-    h->state = H_ACTIVE;
-}
-
-/* A response head (final or interim) goes to the client. */
-static void http_send_response_head(struct http *h, const struct httpmsg *m, int final)
-{
-    struct conn *c = h->c;
-    const struct httpmsg *rq = httpmsg_current(h->req);
-    int upgrade = final && m->status == 101 && h->upgrade_asked;
-    struct evbuffer *b = h->head;
-
-    http_head_version(b, m->major, m->minor);
-    evbuffer_add(b, " ", 1);
-    http_head_uint(b, (unsigned)m->status);
-    evbuffer_add(b, " ", 1);
-    evbuffer_add(b, m->reason, strlen(m->reason));
-    evbuffer_add(b, "\r\n", 2);
-    http_head_headers(b, m);
-    if (upgrade && httpmsg_header(m, "Upgrade")) {
-        http_head_line(b, "Connection", "Upgrade");
-        http_head_line(b, "Upgrade", httpmsg_header(m, "Upgrade"));
-    } else if (final && h->close_after) {
-        http_head_line(b, "Connection", "close");
-    } else if (final && rq->minor == 0) {
-        http_head_line(b, "Connection", "keep-alive");
-    }
-    if (!final) {
-        c->bytes_down += http_head_flush(h, bufferevent_get_output(c->cbev));
-        return;
-    }
-    /* The final head waits for the first body bytes: both go out as one TLS record. */
-    evbuffer_add(b, "\r\n", 2);
-    h->head_pending = 1;
-}
-
-/* Sends a final head still waiting in h->head (with the body bytes gathered behind it) to the
- * client, in one contiguous piece when it is small: the TLS filter writes a record per piece. */
-static void http_flush_response(struct http *h)
-{
-    size_t n = evbuffer_get_length(h->head);
-
-    if (!h->head_pending)
-        return;
-    h->head_pending = 0;
-    if (n <= COALESCE_MAX)
-        evbuffer_pullup(h->head, -1);
-    evbuffer_add_buffer(bufferevent_get_output(h->c->cbev), h->head);
-    h->c->bytes_down += n;
-}
-
 /* Sets callbacks and bounds on the upstream side. */
 static void http_wire_upstream(struct http *h);
 
 /* The upstream connection is ready: the request head goes out, its body follows. */
-static void http_upstream_ready(struct http *h)
+void http_upstream_ready(struct http *h)
 {
     http_wire_upstream(h);
     http_send_head(h);
     http_client_read(h);
-}
-
-static void http_tls_reconnected(void *arg, struct bufferevent *upstream, const char *error)
-{
-    struct http *h = arg;
-    struct conn *c = h->c;
-    char msg[256];
-
-    c->handshake = NULL;
-    c->tls_ms = conn_ms_since(&c->tls_at);
-    if (!upstream) {
-        snprintf(msg, sizeof(msg), "TLS to the upstream server failed: %s", error);
-        http_fail(h, 502, "Bad Gateway", NULL, msg);
-        return;
-    }
-    c->ubev = upstream;
-    http_upstream_ready(h);
-}
-
-static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
-                        enum dial_error why, const char *message)
-{
-    struct http *h = arg;
-    struct conn *c = h->c;
-    static const char established[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
-
-    h->dial = NULL;
-    if (fd < 0) {
-        if (why == DIAL_TIMEOUT)
-            http_fail(h, 504, "Gateway Timeout", NULL, message);
-        else if (why == DIAL_FORBIDDEN)
-            http_fail(h, 403, "Forbidden", NULL, message);
-        else
-            http_fail(h, 502, "Bad Gateway", NULL, message);
-        return;
-    }
-    conn_drop_upstream(c);
-    if (conn_set_upstream(c, fd) < 0) {
-        http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
-        return;
-    }
-    c->server = *peer;
-    c->connect_ms = conn_ms_since(&h->m_start);
-    if (!h->connecting && c->tls && c->tls->intercepted) {
-        /* a decrypted stream's request goes out encrypted again: TLS as on the first leg */
-        free(c->pkey); /* asked with other parameters: not parked */
-        c->pkey = NULL;
-        clock_gettime(CLOCK_MONOTONIC, &c->tls_at);
-        c->handshake = tls_reconnect(c->w->tls, c->u_raw, c->tls, http_tls_reconnected, h);
-        if (!c->handshake)
-            http_fail(h, 502, "Bad Gateway", NULL, "cannot start TLS to the upstream server");
-        return;
-    }
-    if (!h->connecting) {
-        http_upstream_ready(h);
-        return;
-    }
-    /* CONNECT: the tunnel is open; what flows in it is classified like a new stream. */
-    evbuffer_add(bufferevent_get_output(c->cbev), established, sizeof(established) - 1);
-    c->bytes_down += sizeof(established) - 1;
-    h->status = 200;
-    h->reason = "Connection Established";
-    h->connecting = 0;
-    http_record(h, NULL);
-    snprintf(c->connect_host, sizeof(c->connect_host), "%s", h->up_host);
-    conn_classify(c);
-}
-
-/* Connects upstream for the current request, to host:port. */
-static void http_dial(struct http *h, const char *host, uint16_t port, int allow_local)
-{
-    struct conn *c = h->c;
-
-    snprintf(h->up_host, sizeof(h->up_host), "%s", host);
-    h->up_port = port;
-    h->state = H_DIALING;
-    h->dial = dial_start(c->w, host, port, allow_local, http_dialed, h);
-    if (!h->dial)
-        http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
-}
-
-/* Sets the exchange's path, url and host. Returns 0 or -1 (out of memory). */
-static int http_set_target(struct http *h, const char *scheme, const char *host, uint16_t port,
-                           const char *path)
-{
-    int default_port = (strcmp(scheme, "http") == 0 && port == 80) ||
-                       (strcmp(scheme, "https") == 0 && port == 443);
-    int v6 = strchr(host, ':') != NULL;
-    size_t slen = strlen(scheme), hlen, plen = strlen(path);
-    char *p;
-
-    if (default_port)
-        snprintf(h->host, sizeof(h->host), v6 ? "[%s]" : "%s", host);
-    else
-        snprintf(h->host, sizeof(h->host), v6 ? "[%s]:%u" : "%s:%u", host, port);
-    hlen = strlen(h->host);
-    /* "path\0scheme://host path\0", in a buffer the next exchange reuses */
-    if (plen + slen + hlen + plen + 5 > h->target_cap) {
-        size_t cap = plen + slen + hlen + plen + 5 + 256;
-        char *grown = realloc(h->target, cap);
-        if (!grown)
-            return -1;
-        h->target = grown;
-        h->target_cap = cap;
-    }
-    p = h->path = h->target;
-    memcpy(p, path, plen + 1);
-    p = h->url = p + plen + 1;
-    memcpy(p, scheme, slen);
-    memcpy(p + slen, "://", 3);
-    memcpy(p + slen + 3, h->host, hlen);
-    memcpy(p + slen + 3 + hlen, path, plen + 1);
-    return 0;
-}
-
-/* The host part of a Host header value ("example.com:8080", "[::1]:80") into buf. */
-static void http_host_name(const char *value, char *buf, size_t len)
-{
-    const char *end;
-
-    if (value[0] == '[') {
-        end = strchr(value, ']');
-        snprintf(buf, len, "%.*s", end ? (int)(end - value - 1) : 0, value + 1);
-        return;
-    }
-    end = strchr(value, ':');
-    size_t n = end ? (size_t)(end - value) : strlen(value);
-    if (n >= len)
-        n = len - 1;
-    for (size_t i = 0; i < n; i++)
-        buf[i] = (char)(value[i] >= 'A' && value[i] <= 'Z' ? value[i] + 32 : value[i]);
-    buf[n] = '\0';
-}
-
-static int http_is_onboarding(const struct http *h, const char *host)
-{
-    const char *name = h->c->w->cfg->proxy.onboarding_host;
-    char buf[256];
-
-    if (!*name || !host)
-        return 0;
-    http_host_name(host, buf, sizeof(buf));
-    return strcmp(buf, name) == 0;
-}
-
-/* Basic credentials in Proxy-Authorization match [proxy] auth. */
-static int http_auth_ok(const struct http *h, const struct httpmsg *m)
-{
-    const char *want = h->c->w->cfg->proxy.auth;
-    const char *got = httpmsg_header(m, "Proxy-Authorization");
-    char encoded[400];
-
-    if (!*want)
-        return 1;
-    if (!got || strncasecmp(got, "Basic ", 6) != 0)
-        return 0;
-    got += 6;
-    while (*got == ' ')
-        got++;
-    httpmsg_base64(want, strlen(want), encoded, sizeof(encoded));
-    /* in time that does not tell how much of a guess was right */
-    size_t n = strlen(encoded), glen = strlen(got);
-    unsigned diff = glen != n;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)encoded[i] ^ (unsigned char)(i < glen ? got[i] : 0);
-    return diff == 0;
-}
-
-/* The explicit proxy's front end: CONNECT, absolute-form, or a request for the CA page. */
-static void http_front_head(struct http *h, const struct httpmsg *m)
-{
-    char scheme[16], host[256], *path = NULL;
-    size_t plen = strlen(m->target) + 2;
-    uint16_t port;
-
-    if (!http_auth_ok(h, m)) {
-        http_fail(h, 407, "Proxy Authentication Required",
-                  "Proxy-Authenticate: Basic realm=\"mitmtun\"\r\n",
-                  "this proxy needs a user name and password ([proxy] auth)");
-        return;
-    }
-    if (strcmp(m->method, "CONNECT") == 0) {
-        if (httpmsg_split_target(m->target, NULL, 0, host, sizeof(host), &port, NULL, 0) < 0) {
-            http_fail(h, 400, "Bad Request", NULL, "CONNECT needs host:port");
-            return;
-        }
-        if (http_set_target(h, "tcp", host, port, "") < 0) {
-            http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
-            return;
-        }
-        snprintf(h->url, strlen(h->url) + 1, "%s", h->host);
-        h->connecting = 1;
-        h->close_after = 0;
-        http_dial(h, host, port, h->c->w->cfg->proxy.allow_local);
-        return;
-    }
-    if (m->target[0] == '/') {
-        if (http_is_onboarding(h, httpmsg_header(m, "Host"))) {
-            if (http_set_target(h, "http", h->c->w->cfg->proxy.onboarding_host, 80, m->target) < 0)
-                http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
-            else
-                http_onboard(h, m->target);
-            return;
-        }
-        http_fail(h, 400, "Bad Request", NULL,
-                  "this is a proxy: send absolute-form requests (GET http://host/path) or "
-                  "CONNECT");
-        return;
-    }
-    path = malloc(plen);
-    if (!path || httpmsg_split_target(m->target, scheme, sizeof(scheme), host, sizeof(host), &port,
-                                      path, plen) < 0) {
-        free(path);
-        http_fail(h, 400, "Bad Request", NULL, "malformed request target");
-        return;
-    }
-    if (strcmp(scheme, "http") != 0) {
-        free(path);
-        http_fail(h, 400, "Bad Request", NULL, "only http:// URLs here; use CONNECT for https");
-        return;
-    }
-    if (http_set_target(h, "http", host, port, path) < 0) {
-        free(path);
-        http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
-        return;
-    }
-    free(path);
-    if (strcmp(host, h->c->w->cfg->proxy.onboarding_host) == 0) {
-        http_onboard(h, h->path);
-        return;
-    }
-    if (h->c->ubev && h->up_port == port && strcmp(h->up_host, host) == 0) {
-        http_send_head(h);
-        return;
-    }
-    http_dial(h, host, port, h->c->w->cfg->proxy.allow_local);
-}
-
-/* A transparent request (or one inside a CONNECT tunnel): it goes to the stream's server. */
-static void http_transparent_head(struct http *h, const struct httpmsg *m)
-{
-    struct conn *c = h->c;
-    const char *host = httpmsg_header(m, "Host");
-    char name[256], addr[64], scheme[16], other[256], *path = NULL;
-    size_t plen = strlen(m->target) + 2;
-    uint16_t port;
-
-    if (host && *host)
-        http_host_name(host, name, sizeof(name));
-    else /* no Host: the address the client connected to names it */
-        inet_ntop(c->server.family, c->server.addr, name, sizeof(name));
-    if (m->target[0] != '/' && m->target[0] != '*') {
-        /* absolute-form on a transparent stream: its path, still to this server */
-        path = malloc(plen);
-        if (!path || httpmsg_split_target(m->target, scheme, sizeof(scheme), other, sizeof(other),
-                                          &port, path, plen) < 0) {
-            free(path);
-            http_fail(h, 400, "Bad Request", NULL, "malformed request target");
-            return;
-        }
-    }
-    if (http_set_target(h, h->scheme, name, c->server.port, path ? path : m->target) < 0) {
-        free(path);
-        http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
-        return;
-    }
-    free(path);
-    if (http_is_onboarding(h, host)) {
-        http_onboard(h, h->path);
-        return;
-    }
-    if (c->ubev) {
-        http_send_head(h);
-        return;
-    }
-    /* upstream closed after the last exchange: connect again to the same destination */
-    inet_ntop(c->server.family, c->server.addr, addr, sizeof(addr));
-    http_dial(h, addr, c->server.port, 1);
-}
-
-/* A request head is complete: decide where it goes. */
-static void http_request_head(struct http *h)
-{
-    struct conn *c = h->c;
-    const struct httpmsg *m = httpmsg_current(h->req);
-
-    clock_gettime(CLOCK_REALTIME, &h->start);
-    clock_gettime(CLOCK_MONOTONIC, &h->m_start);
-    h->req_keep = http_keep_alive(m);
-    h->upgrade_asked = m->upgrade && strcmp(m->method, "CONNECT") != 0;
-    h->close_after = !h->req_keep;
-    if (c->kind == CONN_ONBOARD) {
-        char addr[64];
-        inet_ntop(c->server.family, c->server.addr, addr, sizeof(addr));
-        if (http_set_target(h, "http", addr, 80, m->target) < 0)
-            http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
-        else
-            http_onboard(h, m->target);
-    } else if (http_front(h)) {
-        http_front_head(h, m);
-    } else if (strcmp(m->method, "CONNECT") == 0) {
-        http_fail(h, 405, "Method Not Allowed", NULL, "CONNECT is for the explicit proxy port");
-    } else {
-        http_transparent_head(h, m);
-    }
 }
 
 /* The exchange is over: record it, then read the next request or close. */
@@ -819,7 +296,7 @@ static void http_idle_arm(struct http *h)
         evtimer_add(h->idle_ev, &tv);
 }
 
-static void http_client_read(struct http *h)
+void http_client_read(struct http *h)
 {
     struct conn *c = h->c;
     struct evbuffer *in = bufferevent_get_input(c->cbev);
