@@ -166,6 +166,7 @@ void conn_close(struct conn *c, const char *end, const char *error)
         .end = end,
         .error = error,
         .tls = c->tls,
+        .upstream_reused = c->reused,
     };
     flowlog_write(w->flows, &r);
 

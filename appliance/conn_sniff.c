@@ -170,18 +170,22 @@ static void conn_dial_late(struct conn *c)
 }
 
 /*
- * The key a TLS leg for ch is parked and found under (what tls_intercept asks upstream for).
- * Only a transparent stream's upstream is shared, and only with [proxy] upstream_reuse.
+ * The key an upstream connection is parked and found under: for a TLS leg, what tls_intercept
+ * asks upstream for ch; for plain HTTP (ch NULL), the addresses alone. Only a transparent
+ * stream's upstream is shared, and only with [proxy] upstream_reuse.
  */
 static struct pool_key *conn_pool_key(const struct conn *c, const struct clienthello *ch)
 {
     struct pool_key *k;
 
     if (c->kind != CONN_TRANSPARENT || c->w->cfg->proxy.upstream_reuse < 1 ||
-        ch->alpn_len > sizeof(k->alpn) || !(k = calloc(1, sizeof(*k))))
+        (ch && ch->alpn_len > sizeof(k->alpn)) || !(k = calloc(1, sizeof(*k))))
         return NULL;
     k->client = c->client;
     k->server = c->server;
+    if (!ch)
+        return k;
+    k->tls = 1;
     snprintf(k->sni, sizeof(k->sni), "%s", ch->sni);
     memcpy(k->alpn, ch->alpn, ch->alpn_len);
     k->alpn_len = ch->alpn_len;
@@ -195,7 +199,8 @@ void conn_park_upstream(struct conn *c, int idle_s)
     struct pool_key *k = c->pkey;
 
     c->pkey = NULL;
-    if (k && c->ubev && c->ubev != c->u_raw && !c->u_eof &&
+    /* a TLS leg parks with its filter, plain HTTP without one */
+    if (k && c->ubev && (c->ubev != c->u_raw) == k->tls && !c->u_eof &&
         evbuffer_get_length(bufferevent_get_output(c->ubev)) == 0 &&
         evbuffer_get_length(bufferevent_get_output(c->u_raw)) == 0) {
         log_debug("tcp #%" PRIu64 ": upstream connection kept for reuse (%d s)", c->id, idle_s);
@@ -203,6 +208,23 @@ void conn_park_upstream(struct conn *c, int idle_s)
         c->ubev = c->u_raw = NULL;
     }
     free(k);
+}
+
+/* A late plain HTTP stream takes a parked connection under its key: 1, or 0 with the key
+ * dropped (a connect follows). */
+static int conn_take_pooled(struct conn *c)
+{
+    struct bufferevent *plain, *raw;
+
+    if (c->pkey && pool_take(c->w->pool, c->pkey, &plain, &raw)) {
+        log_debug("tcp #%" PRIu64 ": an idle upstream connection reused", c->id);
+        c->ubev = c->u_raw = raw;
+        c->reused = 1;
+        return 1;
+    }
+    free(c->pkey);
+    c->pkey = NULL;
+    return 0;
 }
 
 /* Starts the TLS legs on a stream that began with ch. */
@@ -274,7 +296,7 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
     const char *data = (const char *)evbuffer_pullup(in, (ssize_t)look);
     enum clienthello_result r = CLIENTHELLO_NOT_TLS;
     struct clienthello ch;
-    int http;
+    int http, to_http;
 
     if (c->w->tls && !c->tls) /* not inside TLS already */
         r = clienthello_parse((const uint8_t *)data, look, &ch);
@@ -303,11 +325,15 @@ static void conn_sniff_readcb(struct bufferevent *bev, void *arg)
         conn_start_tls(c, &ch);
         return;
     }
-    if (conn_late(c)) {
+    to_http =
+        http > 0 && (c->w->cfg->proxy.detect || conn_http_port(c) || c->kind == CONN_EXPLICIT);
+    if (to_http && !c->tls && !c->pkey) /* plain HTTP: its upstream connection may be parked */
+        c->pkey = conn_pool_key(c, NULL);
+    if (conn_late(c) && !(to_http && conn_take_pooled(c))) {
         conn_dial_late(c);
         return;
     }
-    if (http > 0 && (c->w->cfg->proxy.detect || conn_http_port(c) || c->kind == CONN_EXPLICIT))
+    if (to_http)
         conn_start_http(c, c->tls ? "https" : "http");
     else
         conn_start_relay(c);

@@ -645,6 +645,8 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
         if (r->error)
             json_field(o, "error", r->error);
         json_tls(o, r->tls);
+        if (r->upstream_reused)
+            json_bool(o, "upstream_reused", 1);
         out_lit(o, "}\n");
         line_end(o, "flow record");
     }
@@ -705,6 +707,8 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
         json_body(o, "request_body", r->request_body, r->request_body_len);
         json_body(o, "response_body", r->response_body, r->response_body_len);
         json_tls(o, r->tls);
+        if (r->upstream_reused)
+            json_bool(o, "upstream_reused", 1);
         out_lit(o, ",\"timings\":{");
         json_ms(o, "connect_ms", r->connect_ms);
         out_lit(o, ",");

@@ -25,6 +25,7 @@ struct flow_record {
     const char *end;                        /* how it ended: "closed", "refused", ... */
     const char *error;                      /* detail, or NULL */
     const struct tls_info *tls;             /* a stream that began with a ClientHello */
+    int upstream_reused; /* plain HTTP on an upstream connection from the pool (TLS: in tls) */
 };
 
 struct httpmsg;
@@ -46,7 +47,8 @@ struct http_record {
     const struct tls_info *tls;
     double connect_ms, tls_ms, ttfb_ms, total_ms;
     const char *error;
-    int resent; /* the request went upstream twice: a reused connection closed under it */
+    int resent;          /* the request went upstream twice: a reused connection closed under it */
+    int upstream_reused; /* plain HTTP on an upstream connection from the pool (TLS: in tls) */
     const char *request_body, *response_body; /* [log] body_max captures, or NULL */
     size_t request_body_len, response_body_len;
 };

@@ -93,6 +93,7 @@ void http_record(struct http *h, const char *error)
         .total_ms = conn_ms_since(&h->m_start),
         .error = error,
         .resent = h->retried,
+        .upstream_reused = c->reused,
     };
     if (h->req_body && rq != &none)
         r.request_body =
@@ -362,8 +363,8 @@ static int http_may_send_again(const struct http *h)
 {
     const struct conn *c = h->c;
 
-    return h->state == H_ACTIVE && !h->resp_done && !h->retried && h->req_done && c->tls &&
-           c->tls->upstream_reused && c->bytes_down == h->down_at_send &&
+    return h->state == H_ACTIVE && !h->resp_done && !h->retried && h->req_done &&
+           (c->tls ? c->tls->upstream_reused : c->reused) && c->bytes_down == h->down_at_send &&
            httpmsg_current(h->req)->body_bytes == 0;
 }
 

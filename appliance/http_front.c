@@ -77,6 +77,7 @@ static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
         return;
     }
     c->server = *peer;
+    c->reused = 0;
     c->connect_ms = conn_ms_since(&h->m_start);
     if (!h->connecting && c->tls && c->tls->intercepted) {
         /* a decrypted stream's request goes out encrypted again: TLS as on the first leg */

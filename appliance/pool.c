@@ -38,7 +38,7 @@ static int pool_key_eq(const struct pool_key *a, const struct pool_key *b)
     return pool_addr_eq(&a->client, &b->client) && pool_server_eq(&a->server, &b->server) &&
            strcmp(a->sni, b->sni) == 0 && a->alpn_len == b->alpn_len &&
            memcmp(a->alpn, b->alpn, a->alpn_len) == 0 && a->min_version == b->min_version &&
-           a->max_version == b->max_version;
+           a->max_version == b->max_version && a->tls == b->tls;
 }
 
 static void pool_unlink(struct pooled *e)
@@ -58,7 +58,7 @@ static void pool_unlink(struct pooled *e)
 }
 
 /*
- * Closes a connection: close_notify, then FIN. The socket closes now, not when libevent
+ * Closes a connection: close_notify (over TLS), then FIN. The socket closes now, not when libevent
  * finalizes the bufferevent in a later loop pass: pool_shed frees its descriptor for the
  * socket() that follows.
  */
@@ -66,8 +66,10 @@ static void pool_close_connection(struct bufferevent *tls, struct bufferevent *r
 {
     evutil_socket_t fd = bufferevent_getfd(raw);
 
-    tls_close_notify(tls);
-    tls_filter_free(tls);
+    if (tls != raw) {
+        tls_close_notify(tls);
+        tls_filter_free(tls);
+    }
     bufferevent_setfd(raw, -1);
     bufferevent_free(raw);
     close(fd);

@@ -1,11 +1,12 @@
 /*
- * Idle upstream TLS connections kept for the same device's next connection to the same server
- * ([proxy] upstream_reuse). When a client closes an intercepted HTTPS stream whose upstream
- * connection sits idle and reusable (the last exchange complete, the server keeping it open),
- * the connection is parked here; a new connection from that client to that server address,
- * with the same SNI, ALPN offer and version range, takes it instead of connecting and
- * handshaking upstream again. A parked connection leaves on its idle deadline, or when the
- * server closes it or sends anything.
+ * Idle upstream connections kept for the same device's next connection to the same server
+ * ([proxy] upstream_reuse). When a client closes an HTTP stream (intercepted HTTPS, or plain
+ * HTTP) whose upstream connection sits idle and reusable (the last exchange complete, the
+ * server keeping it open), the connection is parked here; a new connection from that client to
+ * that server address and port, with the same SNI, ALPN offer and version range (plain HTTP:
+ * the addresses alone), takes it instead of connecting (and handshaking) upstream again. A
+ * parked connection leaves on its idle deadline, or when the server closes it or sends
+ * anything.
  *
  * Only one device's connections are ever shared (the key holds the client's address), so one
  * app cannot inherit another device's connection state.
@@ -32,6 +33,7 @@ struct pool_key {
     uint8_t alpn[512]; /* the ALPN offer sent upstream, wire format */
     size_t alpn_len;
     int min_version, max_version; /* the version range asked upstream, 0: any */
+    int tls;                      /* 0: plain HTTP (the rest of the key is empty) */
 };
 
 /* A pool of at most max connections (0: none are kept). */
@@ -40,9 +42,10 @@ struct pool *pool_new(struct event_base *base, int max);
 void pool_free(struct pool *p);
 
 /*
- * Parks tls (the plaintext side) over raw, idle, for at most idle_s seconds under k; the pool
- * owns both from now on (when full, the oldest parked connection closes). Returns 0, or -1 when
- * it would not keep them (pool off, idle_s < 1, out of memory): they are closed then.
+ * Parks tls (the plaintext side; raw itself for plain HTTP) over raw, idle, for at most idle_s
+ * seconds under k; the pool owns both from now on (when full, the oldest parked connection
+ * closes). Returns 0, or -1 when it would not keep them (pool off, idle_s < 1, out of memory):
+ * they are closed then.
  */
 int pool_put(struct pool *p, const struct pool_key *k, struct bufferevent *tls,
              struct bufferevent *raw, int idle_s);

@@ -1,8 +1,9 @@
 #!/bin/bash
 # [proxy] upstream_reuse: when a client closes an intercepted HTTPS connection, its idle upstream
 # connection waits for the same device's next connection to the same server, SNI and ALPN
-# offer. The servers number their connections in each response ("conn=N req=M"), so every case
-# reads which upstream connection served it.
+# offer; a plain HTTP connection's for the next one to the same server. The servers number
+# their connections in each response ("conn=N req=M"), so every case reads which upstream
+# connection served it.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 e2e_upstream_ca
@@ -16,7 +17,13 @@ server 443
 server 8443 once
 server 4443 keep 30 2 # announces Keep-Alive: timeout=2
 server 5443 keep 1    # closes a connection idle for 1 s
-for port in 443 8443 4443 5443; do
+plain_server() { # port [mode]: the same, plain HTTP
+    ip netns exec "$NS_S" $TOOLS tls-counting-server "$1" - - "${@:2}" &
+    PIDS+=($!)
+}
+plain_server 8080
+plain_server 8081 once
+for port in 443 8443 4443 5443 8080 8081; do
     for _ in $(seq 50); do
         in_s bash -c "exec 3<>/dev/tcp/10.99.2.2/$port" 2>/dev/null && break
         sleep 0.1
@@ -25,7 +32,8 @@ done
 ip -n "$NS_C" addr add 10.99.1.3/24 dev c0 # a second device
 start() { # [--set ...]
     e2e_start_appliance --set tls.upstream_ca_file="$WORK/pki/uca.crt" \
-        --set "tls.ports=443, 8443, 4443, 5443" --set log.level=debug "$@"
+        --set "tls.ports=443, 8443, 4443, 5443" --set "proxy.http_ports=80, 8080, 8081" \
+        --set log.level=debug "$@"
 }
 start
 CA=$WORK/ca/ca.crt
@@ -108,6 +116,52 @@ check "... recorded with its reason" e2e_http_record \
     'r["method"] == "POST" and r["status"] == 502 and "before responding" in r["error"]'
 check "... and the next request gets a new connection" served "conn=4 req=1" r.example 8443
 
+# Plain HTTP (transparent, to [proxy] http_ports) is kept and reused the same way.
+plain() { # port [curl args]: the body
+    in_c curl -sS --max-time 5 "${@:2}" "http://10.99.2.2:$1/"
+}
+check "plain HTTP: a first connection gets its own upstream connection" same_connection_again \
+    plain 8080
+check "... the TCP record says the second reused it" e2e_record \
+    'r.get("upstream_reused") is True and "tls" not in r and r["end"] == "closed"'
+check "... and its HTTP record" e2e_http_record \
+    'r.get("upstream_reused") is True and r["url"] == "http://10.99.2.2:8080/" and r["timings"]["connect_ms"] < 0'
+plain_other() { # another device: not the first device's connection
+    local a b
+    a=$(plain 8080) && b=$(plain 8080 --interface 10.99.1.3) || return 1
+    echo "$a / $b"
+    [ "${b#* }" = "req=1" ] && [ "${a% *}" != "${b% *}" ]
+}
+check "... another device gets its own" plain_other
+not_http() { # bytes that are no HTTP on a port with a parked connection: relayed on a new one
+    local body
+    plain 8080 >/dev/null || return 1
+    body=$(in_c python3 -c "
+import socket
+s = socket.create_connection(('10.99.2.2', 8080), timeout=5)
+s.sendall(b'hello\r\n\r\n')
+data = b''
+while not data.endswith(b'\n') or b'req=' not in data:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode().rsplit('\n', 2)[-2])") || return 1
+    echo "relayed: $body"
+    [ "${body#* }" = "req=1" ]
+}
+check "... bytes that are not HTTP get a connection of their own, relayed" not_http
+plain_served() { # want port [curl args]: the body is want
+    local want=$1 got
+    got=$(plain "${@:2}")
+    [ "$got" = "$want" ] || { echo "got '$got', want '$want'"; return 1; }
+}
+check "a plain HTTP server that answers one request per connection: the first" plain_served \
+    "conn=1 req=1" 8081
+check "... a request the reused connection lost goes again on a new one" plain_served \
+    "conn=2 req=1" 8081
+check "... and its record says it went twice" e2e_http_record \
+    'r["status"] == 200 and r.get("resent") is True and r["url"] == "http://10.99.2.2:8081/"'
 out_of_fds() { # with no file descriptor left, a connection that needs a new socket
     local free limit body rc
     get r2.example 4443 >/dev/null || return 1 # parked: an fd to give back

@@ -587,33 +587,38 @@ def urllib_get(proxy, url):
 
 
 def tls_counting_server(port, cert, key, mode="keep", idle="30", keep_alive=""):
-    """HTTPS/1.1 on port, keep-alive: each response's body names the connection (numbered from
-    1 in handshake order) and the request on it that it answers, "conn=N req=M". mode "once": a
-    second request on a connection is not answered, the connection closes instead (a server
-    that closed an idle connection just as the request came). idle: seconds a connection may
-    wait for a request. keep_alive: a "Keep-Alive: timeout=" value to announce."""
+    """HTTPS/1.1 on port (plain HTTP/1.1 when cert is "-"), keep-alive: each response's body
+    names the connection (numbered from 1 in the order of their first requests) and the request
+    on it that it answers, "conn=N req=M". mode "once": a second request on a connection is not
+    answered, the connection closes instead (a server that closed an idle connection just as
+    the request came). idle: seconds a connection may wait for a request. keep_alive: a
+    "Keep-Alive: timeout=" value to announce."""
     import socketserver
     import threading
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
+    ctx = None
+    if cert != "-":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
     lock = threading.Lock()
     accepted = [0]
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
             try:
-                s = ctx.wrap_socket(self.request, server_side=True)
+                s = ctx.wrap_socket(self.request, server_side=True) if ctx else self.request
             except (OSError, ssl.SSLError):
                 return
-            with lock:
-                accepted[0] += 1
-                n = accepted[0]
+            n = 0
             s.settimeout(float(idle))
             f = s.makefile("rb")
             try:
                 for m in range(1, 1000):
                     if not f.readline(65536):
                         return
+                    if not n: # numbered here: a readiness probe sends nothing
+                        with lock:
+                            accepted[0] += 1
+                            n = accepted[0]
                     length = 0
                     for _ in range(100):
                         h = f.readline(65536)

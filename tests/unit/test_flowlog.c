@@ -153,7 +153,8 @@ static void test_http_record_fields(void **state)
     assert_string_equal(str(t, "sni"), "example.com");
     assert_true(json_is_true(json_object_get(t, "upstream_resumed")));
     assert_true(json_is_false(json_object_get(t, "upstream_reused")));
-    assert_null(json_object_get(j, "resent")); /* only when it was */
+    assert_null(json_object_get(j, "resent"));          /* only when it was */
+    assert_null(json_object_get(j, "upstream_reused")); /* with TLS, inside "tls" */
     json_t *ms = json_object_get(j, "timings");
     assert_int_equal(json_integer_value(json_object_get(ms, "connect_ms")), -1);
     assert_true(json_real_value(json_object_get(ms, "tls_ms")) == 2.0);
@@ -200,6 +201,7 @@ static void test_long_escaped_strings(void **state)
                             .url = url,
                             .request = &rq,
                             .error = "cut \"short\"",
+                            .upstream_reused = 1, /* plain HTTP: at the top level */
                             .connect_ms = -1,
                             .tls_ms = -1,
                             .ttfb_ms = -1,
@@ -209,6 +211,7 @@ static void test_long_escaped_strings(void **state)
     assert_string_equal(str(j, "url"), want);
     assert_string_equal(str(j, "error"), "cut \"short\"");
     assert_int_equal(json_integer_value(json_object_get(j, "status")), 0);
+    assert_true(json_is_true(json_object_get(j, "upstream_reused")));
     json_decref(j);
     /* the console line is cut, and still one line */
     assert_non_null(strstr(console, "... << no response: cut \"short\"\n"));
@@ -248,6 +251,7 @@ static void test_tcp_record(void **state)
     json_t *t = json_object_get(j, "tls");
     assert_true(json_is_false(json_object_get(t, "intercepted")));
     assert_string_equal(str(t, "reason"), "client handshake: \x01");
+    assert_null(json_object_get(j, "upstream_reused"));
     json_decref(j);
     assert_non_null(strstr(console, "tcp #123456789012 192.168.4.20:40000 -> "
                                     "93.184.216.34:443 error: reset?by peer up 1023 B down "

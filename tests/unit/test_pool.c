@@ -1,5 +1,5 @@
 /* Unit tests for appliance/pool.c: which parked connection a key finds, the limit, shedding,
- * and what happens when the server closes a parked connection. */
+ * what happens when the server closes a parked connection, and plain HTTP connections. */
 #include "appliance/pool.h"
 
 #include <event2/bufferevent.h>
@@ -59,6 +59,7 @@ static struct pool_key key(const char *client, const char *server, uint16_t port
     k.alpn_len = 9;
     k.min_version = TLS1_2_VERSION;
     k.max_version = TLS1_3_VERSION;
+    k.tls = 1;
     return k;
 }
 
@@ -198,6 +199,38 @@ static void test_refused_connections_are_closed(void **state)
     pool_free(off);
 }
 
+/* A plain HTTP connection parks as its socket alone, apart from TLS ones to the same server. */
+static void test_plain_connections(void **state)
+{
+    struct pool *p = pool_new(base, 8);
+    struct pool_key tls = key("10.0.0.2", "10.0.1.2", 80, ""), plain = tls;
+    struct bufferevent *raw, *got_plain = NULL, *got_raw = NULL;
+    int sv[2];
+
+    (void)state;
+    memset(plain.alpn, 0, sizeof(plain.alpn));
+    plain.alpn_len = 0;
+    plain.min_version = plain.max_version = 0;
+    plain.tls = 0;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    raw = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    assert_int_equal(pool_put(p, &plain, raw, raw, 30), 0);
+    assert_true(pool_has(p, &plain.client, &plain.server));
+    assert_true(take(p, &tls, NULL)); /* a TLS stream never gets it */
+    tls.alpn_len = 0;
+    tls.min_version = tls.max_version = 0;
+    assert_true(take(p, &tls, NULL)); /* not even one with nothing else to tell them apart */
+    assert_int_equal(pool_take(p, &plain, &got_plain, &got_raw), 1);
+    assert_ptr_equal(got_plain, raw);
+    assert_ptr_equal(got_raw, raw);
+    assert_int_equal(pool_put(p, &plain, raw, raw, 30), 0);
+    assert_int_equal(pool_shed(p), 1); /* closes the socket, with no TLS to end */
+    assert_true(closed(sv[1]));
+    assert_int_equal(pool_count(p), 0);
+    pool_free(p);
+    close(sv[1]);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -224,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_shed_frees_the_oldest_descriptor_at_once),
         cmocka_unit_test(test_server_close_unparks),
         cmocka_unit_test(test_refused_connections_are_closed),
+        cmocka_unit_test(test_plain_connections),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
