@@ -13,7 +13,9 @@ cat >"$WORK/limited" <<SH
 exec prlimit --nofile=64:64 "$MITMTUN" "\$@"
 SH
 chmod +x "$WORK/limited"
-MITMTUN=$WORK/limited e2e_start_appliance
+# No upstream reuse: with the first fetch's upstream connection parked, the device's next SYNs
+# to that server would be accepted before any connect, so the held connections would use no fd.
+MITMTUN=$WORK/limited e2e_start_appliance --set proxy.upstream_reuse=0
 PROXY=http://10.99.1.1:8080
 
 page() { [ "$(in_c curl -sS --max-time 5 "$@" http://10.99.2.2/index.html)" = "hello from nginx" ]; }
