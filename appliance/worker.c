@@ -220,12 +220,13 @@ void worker_log_stats(struct worker *w)
     struct netstack_counters nc;
 
     netstack_get_counters(w->ns, &nc);
-    log_info("stats: tcp open=%" PRIu64 " total=%" PRIu64 " udp open=%" PRIu64 " total=%" PRIu64
-             " dropped=%" PRIu64 " evicted=%" PRIu64 " packets in=%" PRIu64 " out=%" PRIu64
-             " (merged segments %" PRIu64 ") dropped=%" PRIu64 " refused for want of fds=%" PRIu64
+    log_info("stats: tcp open=%" PRIu64 " total=%" PRIu64 " time_wait=%" PRIu64 " (cut %" PRIu64
+             ") udp open=%" PRIu64 " total=%" PRIu64 " dropped=%" PRIu64 " evicted=%" PRIu64
+             " packets in=%" PRIu64 " out=%" PRIu64 " (merged segments %" PRIu64
+             ") dropped=%" PRIu64 " refused for want of fds=%" PRIu64
              " rss=%ld KiB upstream idle=%d",
-             w->tcp_open, w->tcp_total, w->udp_open, w->udp_total, w->udp_dropped, w->udp_evicted,
-             nc.packets_in, nc.packets_out, nc.segments_merged,
+             w->tcp_open, w->tcp_total, nc.time_wait, nc.time_wait_cut, w->udp_open, w->udp_total,
+             w->udp_dropped, w->udp_evicted, nc.packets_in, nc.packets_out, nc.segments_merged,
              nc.dropped_malformed + nc.dropped_fragments + nc.dropped_other + nc.tun_write_errors,
              w->fd_refused, rss_kib(), pool_count(w->pool));
 }

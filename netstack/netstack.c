@@ -45,6 +45,13 @@
 #define PROBE_GRACE_MS  3000        /* a silent client's last chance to answer a keepalive */
 #define KEEP_INTVL_MS   15000       /* between the keepalives of an idle client... */
 #define KEEP_PROBES     4           /* ...of which it must answer one */
+/*
+ * lwIP keeps a connection it closed first in TIME_WAIT for 2 MSL (120 s) on a list that it, and
+ * conn_syn's check below, scan for every new SYN: at a few thousand connections a second that
+ * list grows to hundreds of thousands and the scans take most of the CPU. Like Linux's
+ * tcp_max_tw_buckets, only the newest are kept; a late segment of an older one gets a reset.
+ */
+#define TIME_WAIT_MAX 1024
 
 struct netstack_syn {
     struct netstack *ns;
@@ -732,6 +739,29 @@ static void ns_silence_tick(struct netstack *ns)
     }
 }
 
+/* Frees the TIME_WAIT pcbs beyond the newest TIME_WAIT_MAX (lwIP adds new ones first); no
+ * stream refers to them any more (stream_maybe_close). */
+static void ns_trim_time_wait(struct netstack *ns)
+{
+    struct tcp_pcb *pcb = tcp_tw_pcbs, *old;
+    uint64_t n = pcb ? 1 : 0;
+
+    for (; pcb && pcb->next && n < TIME_WAIT_MAX; n++)
+        pcb = pcb->next;
+    ns->counters.time_wait = n;
+    if (!pcb || !pcb->next)
+        return;
+    old = pcb->next;
+    pcb->next = NULL;
+    while (old) {
+        pcb = old;
+        old = old->next;
+        tcp_pcb_purge(pcb);
+        tcp_free(pcb);
+        ns->counters.time_wait_cut++;
+    }
+}
+
 static void ns_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct netstack *ns = arg;
@@ -739,6 +769,7 @@ static void ns_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sys_check_timeouts();
+    ns_trim_time_wait(ns);
     if (ns->silence_ms && ++ns->silence_tick >= SILENCE_TICKS) {
         ns->silence_tick = 0;
         ns_silence_tick(ns);

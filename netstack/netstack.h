@@ -73,6 +73,8 @@ struct netstack_counters {
     uint64_t dropped_fragments;   /* IP fragments (not reassembled) */
     uint64_t dropped_other;       /* protocols we do not relay */
     uint64_t tun_write_errors;    /* TUN queue full: TCP retransmits, UDP is lost */
+    uint64_t time_wait;           /* connections lwIP holds in TIME_WAIT (as of the last tick) */
+    uint64_t time_wait_cut;       /* ended early in TIME_WAIT, over TIME_WAIT_MAX */
 };
 
 /*

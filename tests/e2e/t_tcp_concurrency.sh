@@ -1,7 +1,8 @@
 #!/bin/bash
-# 500 concurrent connections all complete byte-exact; a client that vanishes mid-transfer frees
-# its connection and its upstream, whether it resets or just goes silent; afterwards the
-# appliance holds no connection.
+# 500 concurrent connections all complete byte-exact; connections the appliance closed first
+# leave at most 1,024 in TIME_WAIT; a client that vanishes mid-transfer frees its connection
+# and its upstream, whether it resets or just goes silent; afterwards the appliance holds no
+# connection.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 e2e_start_nginx
@@ -41,6 +42,33 @@ recs = [r for r in map(json.loads, open('$FLOWS')) if r['type'] == 'tcp']
 good = [r for r in recs if r['end'] == 'closed' and r['bytes_down'] > 100 * 1024]
 assert len(good) == 1000, len(good)"
 check "connection count back to zero" e2e_wait_tcp_drained 10
+echo tiny >"$WORK/www/tiny.txt"
+time_wait_capped() { # 1,500 connections the appliance closes first, each leaving a TIME_WAIT
+    local line
+    in_c python3 -c "
+import socket
+from concurrent.futures import ThreadPoolExecutor
+def fetch(_):
+    s = socket.create_connection(('10.99.2.2', 80), timeout=10)
+    s.sendall(b'GET /tiny.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+    data = b''
+    while (d := s.recv(4096)):
+        data += d
+    s.close()
+    return data.endswith(b'tiny\n')
+with ThreadPoolExecutor(8) as pool:
+    ok = sum(pool.map(fetch, range(1500)))
+print(ok, 'of 1500 fetched')
+assert ok == 1500" || return 1
+    sleep 0.3 # a timer tick
+    line=$(e2e_stats)
+    echo "$line"
+    [[ "$line" =~ "time_wait="([0-9]+)" (cut "([0-9]+)")" ]] &&
+        [ "${BASH_REMATCH[1]}" -le 1024 ] && [ "${BASH_REMATCH[1]}" -ge 1000 ] &&
+        [ "$((BASH_REMATCH[1] + BASH_REMATCH[2]))" -ge 1500 ]
+}
+check "lwIP keeps the newest 1,024 connections in TIME_WAIT and ends the older ones" \
+    time_wait_capped
 port_reuse() { # the server closes first; the client reuses its port at once, five times
     in_c python3 -c "
 import socket, time
