@@ -47,9 +47,10 @@
 #define KEEP_PROBES     4           /* ...of which it must answer one */
 /*
  * lwIP keeps a connection it closed first in TIME_WAIT for 2 MSL (120 s) on a list that it, and
- * conn_syn's check below, scan for every new SYN: at a few thousand connections a second that
- * list grows to hundreds of thousands and the scans take most of the CPU. Like Linux's
- * tcp_max_tw_buckets, only the newest are kept; a late segment of an older one gets a reset.
+ * ns_tcp_input's look for a reused port, scan for every new SYN: at a few thousand connections
+ * a second that list grows to hundreds of thousands and the scans take most of the CPU. Like
+ * Linux's tcp_max_tw_buckets, only the newest are kept; a late segment of an older one gets a
+ * reset.
  */
 #define TIME_WAIT_MAX 1024
 
