@@ -53,7 +53,7 @@ struct conn {
     double tls_ms;          /* the TLS legs took; -1: no TLS */
     struct timespec tls_at; /* CLOCK_MONOTONIC: interception began (or a late dial) */
     struct pool_key *pkey;  /* the upstream connection's pool key, when it may be parked */
-    unsigned reused : 1;    /* plain HTTP on an upstream connection from the pool (TLS: tls) */
+    unsigned reused : 1;    /* the upstream connection came from the pool */
     unsigned c_eof : 1;     /* the client sent FIN */
     unsigned u_eof : 1;     /* upstream sent FIN */
     unsigned c_done : 1;    /* the client's FIN was passed upstream */

@@ -245,6 +245,7 @@ static void conn_start_tls(struct conn *c, struct clienthello *ch)
     if (conn_late(c)) {
         if (ignored < 0 && !pinned && c->pkey && pool_take(c->w->pool, c->pkey, &pooled, &raw)) {
             c->u_raw = c->ubev = raw;
+            c->reused = 1;
         } else {
             free(c->pkey);
             c->pkey = NULL;

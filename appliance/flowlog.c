@@ -521,11 +521,15 @@ static void json_ms(struct out *o, const char *key, double ms)
         out_fixed(o, ms, 3);
 }
 
-/* The "tls" object of a record, as the TLS issue defined it; nothing for NULL. */
-static void json_tls(struct out *o, const struct tls_info *tls)
+/* The "tls" object of a record, as the TLS issue defined it; reused (the upstream connection
+ * came from the pool) goes inside it, or at the top level for plain HTTP, which has none. */
+static void json_tls(struct out *o, const struct tls_info *tls, int reused)
 {
-    if (!tls)
+    if (!tls) {
+        if (reused)
+            json_bool(o, "upstream_reused", 1);
         return;
+    }
     out_lit(o, ",\"tls\":{\"sni\":");
     json_cstr(o, tls->sni);
     json_field(o, "version", tls->version);
@@ -533,7 +537,7 @@ static void json_tls(struct out *o, const struct tls_info *tls)
     json_bool(o, "intercepted", tls->intercepted);
     if (tls->intercepted) {
         json_bool(o, "upstream_resumed", tls->upstream_resumed);
-        json_bool(o, "upstream_reused", tls->upstream_reused);
+        json_bool(o, "upstream_reused", reused);
     }
     if (!tls->intercepted && tls->error[0])
         json_field(o, "reason", tls->error);
@@ -644,9 +648,7 @@ void flowlog_write(struct flowlog *fl, const struct flow_record *r)
         json_field(o, "end", r->end);
         if (r->error)
             json_field(o, "error", r->error);
-        json_tls(o, r->tls);
-        if (r->upstream_reused)
-            json_bool(o, "upstream_reused", 1);
+        json_tls(o, r->tls, r->upstream_reused);
         out_lit(o, "}\n");
         line_end(o, "flow record");
     }
@@ -706,9 +708,7 @@ void flowlog_write_http(struct flowlog *fl, const struct http_record *r)
         json_uint(o, "response_bytes", r->response_bytes);
         json_body(o, "request_body", r->request_body, r->request_body_len);
         json_body(o, "response_body", r->response_body, r->response_body_len);
-        json_tls(o, r->tls);
-        if (r->upstream_reused)
-            json_bool(o, "upstream_reused", 1);
+        json_tls(o, r->tls, r->upstream_reused);
         out_lit(o, ",\"timings\":{");
         json_ms(o, "connect_ms", r->connect_ms);
         out_lit(o, ",");

@@ -25,7 +25,7 @@ struct flow_record {
     const char *end;                        /* how it ended: "closed", "refused", ... */
     const char *error;                      /* detail, or NULL */
     const struct tls_info *tls;             /* a stream that began with a ClientHello */
-    int upstream_reused; /* plain HTTP on an upstream connection from the pool (TLS: in tls) */
+    int upstream_reused;                    /* the upstream connection came from the pool */
 };
 
 struct httpmsg;
@@ -48,7 +48,7 @@ struct http_record {
     double connect_ms, tls_ms, ttfb_ms, total_ms;
     const char *error;
     int resent;          /* the request went upstream twice: a reused connection closed under it */
-    int upstream_reused; /* plain HTTP on an upstream connection from the pool (TLS: in tls) */
+    int upstream_reused; /* the upstream connection came from the pool */
     const char *request_body, *response_body; /* [log] body_max captures, or NULL */
     size_t request_body_len, response_body_len;
 };

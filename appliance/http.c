@@ -363,9 +363,8 @@ static int http_may_send_again(const struct http *h)
 {
     const struct conn *c = h->c;
 
-    return h->state == H_ACTIVE && !h->resp_done && !h->retried && h->req_done &&
-           (c->tls ? c->tls->upstream_reused : c->reused) && c->bytes_down == h->down_at_send &&
-           httpmsg_current(h->req)->body_bytes == 0;
+    return h->state == H_ACTIVE && !h->resp_done && !h->retried && h->req_done && c->reused &&
+           c->bytes_down == h->down_at_send && httpmsg_current(h->req)->body_bytes == 0;
 }
 
 /* The response ended with the upstream connection. */

@@ -192,7 +192,6 @@ static int upstream_ok(struct tls_session *s, struct bufferevent *bev, short wha
         return 0;
     }
     s->info->upstream_resumed = SSL_session_reused(ussl);
-    s->info->upstream_reused = 0;
     verdict = SSL_get_verify_result(ussl);
     if (verdict != X509_V_OK && s->e->verify) {
         set_error(s, "upstream certificate: ", X509_verify_cert_error_string(verdict));
@@ -405,7 +404,6 @@ struct tls_session *tls_intercept_reuse(struct tls_engine *e, struct bufferevent
         return NULL;
     }
     info->upstream_resumed = 0;
-    info->upstream_reused = 1;
     s->uf = upstream;
     session_client(s, client_raw, cb);
     if (client_leg_start(s) < 0) {

@@ -25,7 +25,6 @@ struct tls_info {
     int intercepted;
     int refused_cert;     /* the client refused our certificate (alert, or closed after it) */
     int upstream_resumed; /* the upstream leg resumed an earlier session */
-    int upstream_reused;  /* the upstream leg is an earlier client connection's (pool.h) */
     char error[192];      /* why not, when not */
 };
 
