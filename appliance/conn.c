@@ -479,6 +479,20 @@ int conn_set_upstream(struct conn *c, int fd)
     return 0;
 }
 
+void conn_send_up(struct conn *c, struct evbuffer *b)
+{
+    struct evbuffer *out = bufferevent_get_output(c->ubev);
+
+    if (c->ubev != c->u_raw) {
+        tls_send(c->ubev, b);
+        return;
+    }
+    /* libevent would wait for epoll to say writable first (see tls_send) */
+    if (evbuffer_get_length(out) == 0)
+        evbuffer_write(b, bufferevent_getfd(c->ubev));
+    evbuffer_add_buffer(out, b);
+}
+
 void conn_drop_upstream(struct conn *c)
 {
     if (c->ubev && c->ubev != c->u_raw)

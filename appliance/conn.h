@@ -16,6 +16,7 @@
 #define CONN_BUFFER_LIMIT (128 * 1024)
 
 struct bufferevent;
+struct evbuffer;
 struct http;
 struct pool_key;
 struct tls_info;
@@ -82,6 +83,9 @@ void conn_start_relay(struct conn *c);
 void conn_classify(struct conn *c);
 /* Makes fd (connected to peer) the upstream side. Returns 0 or -1 (fd closed). */
 int conn_set_upstream(struct conn *c, int fd);
+/* Moves all of b to the upstream side (which c has), writing at once what the socket takes
+ * when nothing waits before it. */
+void conn_send_up(struct conn *c, struct evbuffer *b);
 /* Drops the upstream side (it closed between HTTP exchanges). */
 void conn_drop_upstream(struct conn *c);
 /*

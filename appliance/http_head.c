@@ -97,7 +97,9 @@ void http_send_head(struct http *h)
     if (c->pkey && http_connection_auth(httpmsg_header(m, "Authorization")))
         h->up_bound = 1;
     h->down_at_send = c->bytes_down;
-    c->bytes_up += http_head_flush(h, bufferevent_get_output(c->ubev));
+    evbuffer_add(b, "\r\n", 2);
+    c->bytes_up += evbuffer_get_length(b);
+    conn_send_up(c, b);
     if (strcmp(m->method, "HEAD") == 0)
         httpmsg_expect_no_body(h->resp);
     clock_gettime(CLOCK_MONOTONIC, &h->m_sent);

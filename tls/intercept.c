@@ -21,7 +21,8 @@
 /* One TLS record's plaintext at most: SSL_read returns no more, and libevent reserves this
  * much for each read (at 128 KiB, malloc returned memory with brk about once per request). */
 #define TLS_READ_MAX (16 * 1024)
-#define SESSIONS     256 /* upstream TLS sessions kept for resumption */
+#define SESSIONS     256         /* upstream TLS sessions kept for resumption */
+#define SEND_NOW_MAX (16 * 1024) /* tls_send writes at once up to this much (one record) */
 
 /* An upstream session to resume, by the server name it was made for. */
 struct upstream_session {
@@ -297,6 +298,30 @@ static struct bufferevent *upstream_bev(struct bufferevent *raw, SSL *ssl)
     return bev;
 }
 
+/*
+ * libevent writes a socket bufferevent's output only once epoll says the socket is writable:
+ * an epoll_ctl each way and a loop round for every request. Small pieces go out at once here
+ * instead. When OpenSSL cannot finish (the socket is full), the bytes go to the output whole,
+ * as one chain, so that libevent's retry passes them again from the start, as OpenSSL needs.
+ */
+void tls_send(struct bufferevent *upstream, struct evbuffer *b)
+{
+    struct evbuffer *out = bufferevent_get_output(upstream);
+    SSL *ssl = bufferevent_openssl_get_ssl(upstream);
+    size_t n = evbuffer_get_length(b);
+
+    if (n > 0 && n <= SEND_NOW_MAX && evbuffer_get_length(out) == 0 && ssl &&
+        SSL_is_init_finished(ssl)) {
+        int r = SSL_write(ssl, evbuffer_pullup(b, -1), (int)n);
+
+        if (r > 0)
+            evbuffer_drain(b, (size_t)r);
+        else
+            ERR_clear_error(); /* libevent's retry meets the same condition and reports it */
+    }
+    evbuffer_add_buffer(out, b);
+}
+
 /* An upstream SSL asking for sni (none for ""), verifying it, resuming an earlier session. */
 static SSL *upstream_ssl(struct tls_engine *e, const char *sni, const unsigned char *alpn,
                          size_t alpn_len)
@@ -305,6 +330,7 @@ static SSL *upstream_ssl(struct tls_engine *e, const char *sni, const unsigned c
 
     if (!ssl)
         return NULL;
+    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); /* a retry from libevent's output */
     if (*sni && (!SSL_set_tlsext_host_name(ssl, sni) || !SSL_set1_host(ssl, sni)))
         goto fail;
     if (*sni) {

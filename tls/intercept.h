@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 struct bufferevent;
+struct evbuffer;
 struct tls_engine;
 struct tls_session;
 
@@ -69,6 +70,12 @@ struct tls_session *tls_intercept_reuse(struct tls_engine *e, struct bufferevent
 typedef void (*tls_upstream_cb)(void *arg, struct bufferevent *upstream, const char *error);
 struct tls_session *tls_reconnect(struct tls_engine *e, struct bufferevent *upstream_raw,
                                   struct tls_info *info, tls_upstream_cb cb, void *arg);
+
+/*
+ * Moves all of b to the output of upstream, a TLS bufferevent from tls_ready_cb or
+ * tls_upstream_cb, writing at once what the socket takes when that output is empty.
+ */
+void tls_send(struct bufferevent *upstream, struct evbuffer *b);
 
 /* Abandons a handshake in progress; cb will not run. */
 void tls_cancel(struct tls_session *s);
