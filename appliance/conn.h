@@ -16,6 +16,7 @@
 #define CONN_BUFFER_LIMIT (128 * 1024)
 
 struct bufferevent;
+struct clienthello;
 struct evbuffer;
 struct http;
 struct pool_key;
@@ -88,6 +89,12 @@ int conn_set_upstream(struct conn *c, int fd);
 void conn_send_up(struct conn *c, struct evbuffer *b);
 /* Drops the upstream side (it closed between HTTP exchanges). */
 void conn_drop_upstream(struct conn *c);
+/*
+ * The key c's upstream connection is parked and found under ([proxy] upstream_reuse; NULL when
+ * off or out of memory): for a TLS leg, what the interceptor asks upstream for ch; for plain
+ * HTTP (ch NULL), the addresses alone. Only one client's connections are shared.
+ */
+struct pool_key *conn_pool_key(const struct conn *c, const struct clienthello *ch);
 /*
  * Hands the idle upstream TLS connection to the worker's pool (pool.h) for idle_s seconds at
  * most, if c->pkey says it may; c has no upstream side afterwards either way.

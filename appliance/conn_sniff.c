@@ -30,11 +30,12 @@
 
 static void conn_dial_late(struct conn *c);
 
-/* Accepted without an upstream connect (an idle one was in the pool, see conn_syn): one is
- * taken from the pool or dialled once the first bytes say which (conn_start_tls). */
+/* Accepted, or a CONNECT tunnel opened, without an upstream connect (an idle one was in the
+ * pool, see conn_syn and http_front.c): one is taken from the pool or dialled once the first
+ * bytes say which (conn_start_tls). */
 static int conn_late(const struct conn *c)
 {
-    return c->kind == CONN_TRANSPARENT && !c->u_raw;
+    return (c->kind == CONN_TRANSPARENT || c->connect_host[0]) && !c->u_raw;
 }
 
 /* The name a pin is kept under: the SNI, else the destination address. */
@@ -169,16 +170,19 @@ static void conn_dial_late(struct conn *c)
         conn_close(c, conn_connect_end(err), strerror(err));
 }
 
-/*
- * The key an upstream connection is parked and found under: for a TLS leg, what tls_intercept
- * asks upstream for ch; for plain HTTP (ch NULL), the addresses alone. Only a transparent
- * stream's upstream is shared, and only with [proxy] upstream_reuse.
- */
-static struct pool_key *conn_pool_key(const struct conn *c, const struct clienthello *ch)
+/* The name asked upstream and verified for ch: its SNI; without one, CONNECT's host name. */
+static const char *conn_upstream_name(const struct conn *c, const struct clienthello *ch)
+{
+    if (!ch->sni[0] && c->connect_host[0] && !hostmatch_is_address(c->connect_host))
+        return c->connect_host;
+    return ch->sni;
+}
+
+struct pool_key *conn_pool_key(const struct conn *c, const struct clienthello *ch)
 {
     struct pool_key *k;
 
-    if (c->kind != CONN_TRANSPARENT || c->w->cfg->proxy.upstream_reuse < 1 ||
+    if (c->kind == CONN_ONBOARD || c->w->cfg->proxy.upstream_reuse < 1 ||
         (ch && ch->alpn_len > sizeof(k->alpn)) || !(k = calloc(1, sizeof(*k))))
         return NULL;
     k->client = c->client;
@@ -186,7 +190,7 @@ static struct pool_key *conn_pool_key(const struct conn *c, const struct clienth
     if (!ch)
         return k;
     k->tls = 1;
-    snprintf(k->sni, sizeof(k->sni), "%s", ch->sni);
+    snprintf(k->sni, sizeof(k->sni), "%s", conn_upstream_name(c, ch));
     memcpy(k->alpn, ch->alpn, ch->alpn_len);
     k->alpn_len = ch->alpn_len;
     k->min_version = ch->min_version;
@@ -272,8 +276,7 @@ static void conn_start_tls(struct conn *c, struct clienthello *ch)
         conn_start_relay(c);
         return;
     }
-    /* Without SNI, CONNECT's host name is the one to ask upstream for and to verify. */
-    if (!ch->sni[0] && c->connect_host[0] && !hostmatch_is_address(c->connect_host))
+    if (ch->sni != conn_upstream_name(c, ch)) /* no SNI: CONNECT's host, asked and verified */
         snprintf(ch->sni, sizeof(ch->sni), "%s", c->connect_host);
     bufferevent_setcb(c->cbev, NULL, NULL, conn_handshake_eventcb, c);
     clock_gettime(CLOCK_MONOTONIC, &c->tls_at);

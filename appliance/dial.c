@@ -24,6 +24,7 @@ struct dial {
     char host[256];
     uint16_t port;
     int allow_local;
+    dial_parked_fn parked;
     dial_cb cb;
     void *arg;
     struct evdns_getaddrinfo_request *dns; /* while resolving */
@@ -100,7 +101,7 @@ static void dial_deferred(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Reports from the event loop, so that no callback runs inside dial_start. */
-static void dial_fail_later(struct dial *d, enum dial_error why)
+static void dial_report_later(struct dial *d, enum dial_error why)
 {
     d->why = why;
     if (d->ev)
@@ -154,6 +155,10 @@ static void dial_next(struct dial *d)
                      netstack_endpoint_str(ep, addr, sizeof(addr)));
             continue;
         }
+        if (d->parked && d->parked(d->arg, ep)) { /* no connection needed: DIAL_OK, fd -1 */
+            dial_report_later(d, DIAL_OK);
+            return;
+        }
         d->fd = worker_socket(d->w, ep->family, SOCK_STREAM);
         if (d->fd >= 0 && connect(d->fd, (struct sockaddr *)&ss, upstream_sockaddr(ep, &ss)) < 0 &&
             errno != EINPROGRESS) {
@@ -176,7 +181,7 @@ static void dial_next(struct dial *d)
         snprintf(d->message, sizeof(d->message), "connecting to %s: %s", d->host,
                  strerror(errno ? errno : ENOMEM));
     }
-    dial_fail_later(d, d->why);
+    dial_report_later(d, d->why);
 }
 
 static void dial_resolved(int result, struct evutil_addrinfo *res, void *arg)
@@ -189,7 +194,7 @@ static void dial_resolved(int result, struct evutil_addrinfo *res, void *arg)
     if (result != 0) {
         snprintf(d->message, sizeof(d->message), "cannot resolve '%s': %s", d->host,
                  evutil_gai_strerror(result));
-        dial_fail_later(d, DIAL_DNS);
+        dial_report_later(d, DIAL_DNS);
         return;
     }
     for (struct evutil_addrinfo *ai = res; ai && d->naddrs < DIAL_MAX_ADDRS; ai = ai->ai_next) {
@@ -209,7 +214,7 @@ static void dial_resolved(int result, struct evutil_addrinfo *res, void *arg)
 }
 
 struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int allow_local,
-                        dial_cb cb, void *arg)
+                        dial_parked_fn parked, dial_cb cb, void *arg)
 {
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct dial *d = calloc(1, sizeof(*d));
@@ -220,12 +225,13 @@ struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int a
     d->fd = -1;
     d->port = port;
     d->allow_local = allow_local;
+    d->parked = parked;
     d->cb = cb;
     d->arg = arg;
     snprintf(d->host, sizeof(d->host), "%s", host);
     if (!w->dns) {
         snprintf(d->message, sizeof(d->message), "cannot resolve '%s': no DNS resolver", host);
-        dial_fail_later(d, DIAL_DNS);
+        dial_report_later(d, DIAL_DNS);
         return d;
     }
     /* Answers from /etc/hosts and address literals come back inside this call. */

@@ -28,10 +28,17 @@ enum dial_error {
 typedef void (*dial_cb)(void *arg, int fd, const struct netstack_endpoint *peer,
                         enum dial_error why, const char *message);
 
-/* Starts connecting to host (a name or an address literal) and port; cb always runs later,
- * never inside this call. Returns NULL when out of memory. */
+/*
+ * Asked before connecting to each address (one the proxy may use): 1 when the caller has, or
+ * may find, an idle upstream connection there. The dial then ends without connecting: cb gets
+ * fd -1 with DIAL_OK and that address as peer.
+ */
+typedef int (*dial_parked_fn)(void *arg, const struct netstack_endpoint *addr);
+
+/* Starts connecting to host (a name or an address literal) and port; parked may be NULL. cb
+ * always runs later, never inside this call. Returns NULL when out of memory. */
 struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int allow_local,
-                        dial_cb cb, void *arg);
+                        dial_parked_fn parked, dial_cb cb, void *arg);
 /* Abandons a dial; cb will not run. */
 void dial_cancel(struct dial *d);
 

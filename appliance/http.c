@@ -106,11 +106,11 @@ void http_record(struct http *h, const char *error)
 }
 
 /* Whether the upstream connection sits idle between exchanges, fit for another client. */
-static int http_upstream_parkable(const struct http *h)
+int http_upstream_parkable(const struct http *h)
 {
     const struct conn *c = h->c;
 
-    return c->pkey && c->ubev && !h->tunnel && h->up_keep && !h->up_bound &&
+    return c->pkey && c->ubev && h->up_keep && !h->up_bound &&
            (h->state == H_IDLE || (h->state == H_ACTIVE && h->req_done && h->resp_done)) &&
            evbuffer_get_length(bufferevent_get_input(c->ubev)) == 0;
 }
@@ -378,7 +378,7 @@ static void http_upstream_gone(struct http *h, const char *why)
         h->retried = 1;
         conn_drop_upstream(c);
         inet_ntop(c->server.family, c->server.addr, addr, sizeof(addr));
-        http_dial(h, addr, c->server.port, 1);
+        http_dial(h, addr, c->server.port, 1, NULL);
         return;
     }
     if (h->state == H_ACTIVE && !h->resp_done) {

@@ -9,6 +9,7 @@
 
 #include "dial.h"
 #include "onboard.h"
+#include "pool.h"
 #include "tls/intercept.h"
 #include "worker.h"
 
@@ -54,6 +55,31 @@ static void http_tls_reconnected(void *arg, struct bufferevent *upstream, const 
     http_upstream_ready(h);
 }
 
+/* dial_parked_fn for CONNECT: an idle connection from this client to addr may serve the
+ * tunnel; the ClientHello (or the first bytes) will say whether one fits. */
+static int http_tunnel_parked(void *arg, const struct netstack_endpoint *addr)
+{
+    struct http *h = arg;
+
+    return pool_has(h->c->w->pool, &h->c->client, addr);
+}
+
+/* dial_parked_fn for an absolute-form request: takes an idle plain HTTP connection from this
+ * client to addr, in place of the stream's upstream side. */
+static int http_take_parked(void *arg, const struct netstack_endpoint *addr)
+{
+    struct http *h = arg;
+    struct conn *c = h->c;
+    struct pool_key k = {.client = c->client, .server = *addr};
+    struct bufferevent *plain, *raw;
+
+    if (!pool_take(c->w->pool, &k, &plain, &raw))
+        return 0;
+    conn_drop_upstream(c);
+    c->ubev = c->u_raw = raw;
+    return 1;
+}
+
 static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
                         enum dial_error why, const char *message)
 {
@@ -62,7 +88,7 @@ static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
     static const char established[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
 
     h->dial = NULL;
-    if (fd < 0) {
+    if (fd < 0 && why != DIAL_OK) {
         if (why == DIAL_TIMEOUT)
             http_fail(h, 504, "Gateway Timeout", NULL, message);
         else if (why == DIAL_FORBIDDEN)
@@ -71,15 +97,21 @@ static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
             http_fail(h, 502, "Bad Gateway", NULL, message);
         return;
     }
-    conn_drop_upstream(c);
-    if (conn_set_upstream(c, fd) < 0) {
-        http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
-        return;
+    if (fd >= 0) {
+        conn_drop_upstream(c);
+        if (conn_set_upstream(c, fd) < 0) {
+            http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
+            return;
+        }
+        c->connect_ms = conn_ms_since(&h->m_start);
+    } else { /* nothing dialled: http_take_parked took a connection, or the tunnel may */
+        if (h->connecting)
+            conn_drop_upstream(c);
+        c->connect_ms = -1;
     }
     c->server = *peer;
-    c->reused = 0;
-    c->connect_ms = conn_ms_since(&h->m_start);
-    if (!h->connecting && c->tls && c->tls->intercepted) {
+    c->reused = fd < 0 && !h->connecting;
+    if (fd >= 0 && !h->connecting && c->tls && c->tls->intercepted) {
         /* a decrypted stream's request goes out encrypted again: TLS as on the first leg */
         free(c->pkey); /* asked with other parameters: not parked */
         c->pkey = NULL;
@@ -90,6 +122,10 @@ static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
         return;
     }
     if (!h->connecting) {
+        if (http_front(h)) { /* parked under this server when the client leaves */
+            free(c->pkey);
+            c->pkey = conn_pool_key(c, NULL);
+        }
         http_upstream_ready(h);
         return;
     }
@@ -104,15 +140,16 @@ static void http_dialed(void *arg, int fd, const struct netstack_endpoint *peer,
     conn_classify(c);
 }
 
-/* Connects upstream for the current request, to host:port. */
-void http_dial(struct http *h, const char *host, uint16_t port, int allow_local)
+/* Connects upstream for the current request, to host:port (parked: see dial.h, or NULL). */
+void http_dial(struct http *h, const char *host, uint16_t port, int allow_local,
+               dial_parked_fn parked)
 {
     struct conn *c = h->c;
 
     snprintf(h->up_host, sizeof(h->up_host), "%s", host);
     h->up_port = port;
     h->state = H_DIALING;
-    h->dial = dial_start(c->w, host, port, allow_local, http_dialed, h);
+    h->dial = dial_start(c->w, host, port, allow_local, parked, http_dialed, h);
     if (!h->dial)
         http_fail(h, 502, "Bad Gateway", NULL, "out of memory");
 }
@@ -229,7 +266,7 @@ static void http_front_head(struct http *h, const struct httpmsg *m)
         snprintf(h->url, strlen(h->url) + 1, "%s", h->host);
         h->connecting = 1;
         h->close_after = 0;
-        http_dial(h, host, port, h->c->w->cfg->proxy.allow_local);
+        http_dial(h, host, port, h->c->w->cfg->proxy.allow_local, http_tunnel_parked);
         return;
     }
     if (m->target[0] == '/') {
@@ -271,7 +308,9 @@ static void http_front_head(struct http *h, const struct httpmsg *m)
         http_send_head(h);
         return;
     }
-    http_dial(h, host, port, h->c->w->cfg->proxy.allow_local);
+    if (http_upstream_parkable(h)) /* the last host's connection may serve a later request */
+        conn_park_upstream(h->c, h->up_idle);
+    http_dial(h, host, port, h->c->w->cfg->proxy.allow_local, http_take_parked);
 }
 
 /* A transparent request (or one inside a CONNECT tunnel): it goes to the stream's server. */
@@ -313,7 +352,7 @@ static void http_transparent_head(struct http *h, const struct httpmsg *m)
     }
     /* upstream closed after the last exchange: connect again to the same destination */
     inet_ntop(c->server.family, c->server.addr, addr, sizeof(addr));
-    http_dial(h, addr, c->server.port, 1);
+    http_dial(h, addr, c->server.port, 1, NULL);
 }
 
 /* A request head is complete: decide where it goes. */

@@ -10,6 +10,7 @@
 #define MITMTUN_HTTP_INT_H
 
 #include "conn.h"
+#include "dial.h"
 #include "httpmsg.h"
 
 #include <stdint.h>
@@ -83,10 +84,13 @@ void http_reply(struct http *h, int status, const char *reason, const char *extr
                 const char *content_type, const char *body, size_t len, const char *error);
 void http_fail(struct http *h, int status, const char *reason, const char *extra, const char *what);
 int http_keep_alive(const struct httpmsg *m);
+/* Whether the upstream connection sits idle between exchanges, fit for another client. */
+int http_upstream_parkable(const struct http *h);
 
 /* http_front.c */
 void http_request_head(struct http *h);
-void http_dial(struct http *h, const char *host, uint16_t port, int allow_local);
+void http_dial(struct http *h, const char *host, uint16_t port, int allow_local,
+               dial_parked_fn parked);
 
 /* http_head.c */
 int http_connection_auth(const char *value);

@@ -1,12 +1,12 @@
 /*
  * Idle upstream connections kept for the same device's next connection to the same server
  * ([proxy] upstream_reuse). When a client closes an HTTP stream (intercepted HTTPS, or plain
- * HTTP) whose upstream connection sits idle and reusable (the last exchange complete, the
- * server keeping it open), the connection is parked here; a new connection from that client to
- * that server address and port, with the same SNI, ALPN offer and version range (plain HTTP:
- * the addresses alone), takes it instead of connecting (and handshaking) upstream again. A
- * parked connection leaves on its idle deadline, or when the server closes it or sends
- * anything.
+ * HTTP; through the TUN, or through the explicit proxy) whose upstream connection sits idle
+ * and reusable (the last exchange complete, the server keeping it open), the connection is
+ * parked here; a new connection from that client to that server address and port, with the
+ * same SNI, ALPN offer and version range (plain HTTP: the addresses alone), takes it instead
+ * of connecting (and handshaking) upstream again. A parked connection leaves on its idle
+ * deadline, or when the server closes it or sends anything.
  *
  * Only one device's connections are ever shared (the key holds the client's address), so one
  * app cannot inherit another device's connection state.

@@ -1,9 +1,9 @@
 #!/bin/bash
 # [proxy] upstream_reuse: when a client closes an intercepted HTTPS connection, its idle upstream
 # connection waits for the same device's next connection to the same server, SNI and ALPN
-# offer; a plain HTTP connection's for the next one to the same server. The servers number
-# their connections in each response ("conn=N req=M"), so every case reads which upstream
-# connection served it.
+# offer; a plain HTTP connection's for the next one to the same server; the explicit proxy's
+# tunnels and requests alike. The servers number their connections in each response
+# ("conn=N req=M"), so every case reads which upstream connection served it.
 source "$(dirname "$0")/lib.sh"
 e2e_topology
 e2e_upstream_ca
@@ -162,6 +162,44 @@ check "... a request the reused connection lost goes again on a new one" plain_s
     "conn=2 req=1" 8081
 check "... and its record says it went twice" e2e_http_record \
     'r["status"] == 200 and r.get("resent") is True and r["url"] == "http://10.99.2.2:8081/"'
+# The explicit proxy's clients: absolute-form requests and CONNECT tunnels park and reuse the
+# same way (the proxy resolves the name; the pool is asked by address).
+PROXY=http://10.99.1.1:8080
+px_plain() { in_c curl -sS --max-time 5 -x "$PROXY" "${@:2}" "http://10.99.2.2:$1/"; }
+px_tls() { in_c curl -sS --max-time 5 --cacert "$CA" -x "$PROXY" "$@" https://10.99.2.2/; }
+check "explicit proxy: a client's next connection reuses the last one's upstream" \
+    same_connection_again px_plain 8080
+check "... its record says so" e2e_http_record \
+    'r["mode"] == "explicit" and r.get("upstream_reused") is True and r["timings"]["connect_ms"] < 0'
+across_hosts() { # one client connection: host A, host B, host A again on A's connection
+    local out a b c
+    out=$(in_c curl -sS --max-time 5 -x "$PROXY" http://10.99.2.2:8080/ http://[fd99:2::2]:8080/ \
+        http://10.99.2.2:8080/) || return 1
+    a=$(echo "$out" | sed -n 1p) b=$(echo "$out" | sed -n 2p) c=$(echo "$out" | sed -n 3p)
+    echo "$a / $b / $c"
+    [ "${b#* }" = "req=1" ] && [ "$c" = "${a% *} req=$((${a##*=} + 1))" ]
+}
+check "... keep-alive across hosts: the first host's connection waits for its next request" \
+    across_hosts
+check "CONNECT: a client's next tunnel reuses the last one's upstream TLS connection" \
+    same_connection_again px_tls
+check "... the record of the request in it says so" e2e_http_record \
+    'r["url"] == "https://10.99.2.2/" and r["mode"] == "explicit" and r["tls"]["upstream_reused"] is True'
+tunnel_other_offer() { # another ALPN offer in the tunnel: a connection of its own
+    local a b
+    a=$(px_tls) && b=$(px_tls --no-alpn) || return 1
+    echo "$a / $b"
+    [ "${b#* }" = "req=1" ] && [ "${a% *}" != "${b% *}" ]
+}
+check "... a ClientHello the parked connection does not fit: a new one, dialled then" \
+    tunnel_other_offer
+tunnel_other_device() {
+    local a b
+    a=$(px_tls) && b=$(px_tls --interface 10.99.1.3) || return 1
+    echo "$a / $b"
+    [ "${b#* }" = "req=1" ] && [ "${a% *}" != "${b% *}" ]
+}
+check "... another device: its own" tunnel_other_device
 out_of_fds() { # with no file descriptor left, a connection that needs a new socket
     local free limit body rc
     get r2.example 4443 >/dev/null || return 1 # parked: an fd to give back
@@ -182,6 +220,6 @@ check "upstream_reuse = 0: every connection has its own" fresh_each_time 0 r.exa
 e2e_stop_appliance
 start --set proxy.upstream_reuse=1
 check "upstream_reuse = 1: kept 1 s, no longer" fresh_each_time 1.5 r.example 443
-check "... but reused within it" served "conn=10 req=2" r.example 443
+check "... but reused within it" same_connection_again get r.example 443
 e2e_stop_appliance
 e2e_pass
