@@ -219,7 +219,7 @@ def paused_get(host, port, path, pause):
 
 
 def _tls_worker(args):
-    host, port, seconds, cafile, names, offset = args
+    host, port, seconds, cafile, names, offset, proxy = args
     import ssl
     ctx = ssl.create_default_context(cafile=cafile)
     deadline = time.time() + seconds
@@ -235,7 +235,20 @@ def _tls_worker(args):
         else:
             name = names
         try:
-            raw = socket.create_connection((host, port), timeout=5)
+            if proxy: # a CONNECT tunnel through the explicit proxy (host:port)
+                phost, pport = proxy.rsplit(":", 1)
+                raw = socket.create_connection((phost, int(pport)), timeout=5)
+                raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    byte = raw.recv(1)
+                    if not byte:
+                        raise OSError("the proxy closed")
+                    head += byte
+                if b" 200 " not in head.split(b"\r\n")[0]:
+                    raise OSError(head.decode(errors="replace"))
+            else:
+                raw = socket.create_connection((host, port), timeout=5)
             with ctx.wrap_socket(raw, server_hostname=name) as s:
                 s.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
                 while s.recv(65536):
@@ -246,14 +259,15 @@ def _tls_worker(args):
     return n, failed
 
 
-def tls_rate(host, port, seconds, procs, cafile, names):
-    """New TLS connections per second, each one GET; names with N get a distinct N each time."""
+def tls_rate(host, port, seconds, procs, cafile, names, proxy=""):
+    """New TLS connections per second, each one GET; names with N get a distinct N each time;
+    with proxy (host:port), each through a CONNECT tunnel."""
     import multiprocessing
     seconds, procs = float(seconds), int(procs)
     with multiprocessing.Pool(procs) as pool:
         spread = 1000000 if "N%" not in names else int(names.split("N%")[1].split(".")[0]) // procs
-        counts = pool.map(_tls_worker, [(host, int(port), seconds, cafile, names, i * spread)
-                                        for i in range(procs)])
+        counts = pool.map(_tls_worker, [(host, int(port), seconds, cafile, names, i * spread,
+                                         proxy) for i in range(procs)])
     done, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
     if failed:
         print(f"{failed} connections failed", file=sys.stderr)
