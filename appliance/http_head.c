@@ -66,17 +66,6 @@ static void http_head_headers(struct evbuffer *b, const struct httpmsg *m)
             http_head_line(b, m->headers[i].name, m->headers[i].value);
 }
 
-/* Moves a head built in h->head to out in one piece (one TLS record, one callback). */
-static size_t http_head_flush(struct http *h, struct evbuffer *out)
-{
-    size_t n = evbuffer_get_length(h->head);
-
-    evbuffer_add(h->head, "\r\n", 2);
-    n += 2;
-    evbuffer_add_buffer(out, h->head);
-    return n;
-}
-
 /* Whether an Authorization or WWW-Authenticate value is a scheme bound to the connection. */
 int http_connection_auth(const char *value)
 {
@@ -148,12 +137,13 @@ void http_send_response_head(struct http *h, const struct httpmsg *m, int final)
     } else if (final && rq->minor == 0) {
         http_head_line(b, "Connection", "keep-alive");
     }
-    if (!final) {
-        c->bytes_down += http_head_flush(h, bufferevent_get_output(c->cbev));
+    evbuffer_add(b, "\r\n", 2);
+    if (!final) { /* in one piece: one TLS record */
+        c->bytes_down += evbuffer_get_length(b);
+        evbuffer_add_buffer(bufferevent_get_output(c->cbev), b);
         return;
     }
     /* The final head waits for the first body bytes: both go out as one TLS record. */
-    evbuffer_add(b, "\r\n", 2);
     h->head_pending = 1;
 }
 

@@ -75,6 +75,12 @@ same_connection_again() { # command...: a second connection is served by the fir
     echo "$a / $b"
     [ "$b" = "${a% *} req=$((${a##*=} + 1))" ]
 }
+own_connection() { # "first command" "second command": the second gets a new upstream connection
+    local a b
+    a=$($1) && b=$($2) || return 1
+    echo "$a / $b"
+    [ "${b#* }" = "req=1" ] && [ "${a% *}" != "${b% *}" ]
+}
 check "over IPv6 too" same_connection_again get6
 check "a client that offers no ALPN too (its stream is classified after the handshake)" \
     same_connection_again get r2.example 443 --no-alpn
@@ -126,13 +132,8 @@ check "... the TCP record says the second reused it" e2e_record \
     'r.get("upstream_reused") is True and "tls" not in r and r["end"] == "closed"'
 check "... and its HTTP record" e2e_http_record \
     'r.get("upstream_reused") is True and r["url"] == "http://10.99.2.2:8080/" and r["timings"]["connect_ms"] < 0'
-plain_other() { # another device: not the first device's connection
-    local a b
-    a=$(plain 8080) && b=$(plain 8080 --interface 10.99.1.3) || return 1
-    echo "$a / $b"
-    [ "${b#* }" = "req=1" ] && [ "${a% *}" != "${b% *}" ]
-}
-check "... another device gets its own" plain_other
+check "... another device gets its own" own_connection "plain 8080" \
+    "plain 8080 --interface 10.99.1.3"
 not_http() { # bytes that are no HTTP on a port with a parked connection: relayed on a new one
     local body
     plain 8080 >/dev/null || return 1
@@ -185,21 +186,9 @@ check "CONNECT: a client's next tunnel reuses the last one's upstream TLS connec
     same_connection_again px_tls
 check "... the record of the request in it says so" e2e_http_record \
     'r["url"] == "https://10.99.2.2/" and r["mode"] == "explicit" and r["tls"]["upstream_reused"] is True'
-tunnel_other_offer() { # another ALPN offer in the tunnel: a connection of its own
-    local a b
-    a=$(px_tls) && b=$(px_tls --no-alpn) || return 1
-    echo "$a / $b"
-    [ "${b#* }" = "req=1" ] && [ "${a% *}" != "${b% *}" ]
-}
 check "... a ClientHello the parked connection does not fit: a new one, dialled then" \
-    tunnel_other_offer
-tunnel_other_device() {
-    local a b
-    a=$(px_tls) && b=$(px_tls --interface 10.99.1.3) || return 1
-    echo "$a / $b"
-    [ "${b#* }" = "req=1" ] && [ "${a% *}" != "${b% *}" ]
-}
-check "... another device: its own" tunnel_other_device
+    own_connection px_tls "px_tls --no-alpn"
+check "... another device: its own" own_connection px_tls "px_tls --interface 10.99.1.3"
 out_of_fds() { # with no file descriptor left, a connection that needs a new socket
     local free limit body rc
     get r2.example 4443 >/dev/null || return 1 # parked: an fd to give back
