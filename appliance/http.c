@@ -297,7 +297,30 @@ static void http_idle_arm(struct http *h)
         evtimer_add(h->idle_ev, &tv);
 }
 
-void http_client_read(struct http *h)
+/*
+ * Reading from a side stops while CONN_BUFFER_LIMIT bytes of its input wait to be taken, and
+ * starts again once they are; TCP's window then holds the sender back. (A read watermark does
+ * the same, but libevent 2.1 then enables the bufferevent again at each change of its input,
+ * and an OpenSSL filter tries an SSL_read each time: 7 % of a keep-alive request's
+ * instructions.)
+ */
+static void http_pace(struct http *h, struct bufferevent *bev, int *paused)
+{
+    int full;
+
+    if (!bev || !http_live(h))
+        return;
+    full = evbuffer_get_length(bufferevent_get_input(bev)) >= CONN_BUFFER_LIMIT;
+    if (full != *paused) {
+        *paused = full;
+        if (full)
+            bufferevent_disable(bev, EV_READ);
+        else
+            bufferevent_enable(bev, EV_READ);
+    }
+}
+
+static void http_client_take(struct http *h)
 {
     struct conn *c = h->c;
     struct evbuffer *in = bufferevent_get_input(c->cbev);
@@ -353,6 +376,12 @@ void http_client_read(struct http *h)
             return;
         }
     }
+}
+
+void http_client_read(struct http *h)
+{
+    http_client_take(h);
+    http_pace(h, h->c->cbev, &h->client_paused);
 }
 
 /*
@@ -426,7 +455,7 @@ static void http_upstream_keep(struct http *h, const struct httpmsg *m)
     }
 }
 
-static void http_upstream_read(struct http *h)
+static void http_upstream_take(struct http *h)
 {
     struct conn *c = h->c;
 
@@ -519,6 +548,12 @@ static void http_upstream_read(struct http *h)
     }
 }
 
+static void http_upstream_read(struct http *h)
+{
+    http_upstream_take(h);
+    http_pace(h, h->c->ubev, &h->upstream_paused);
+}
+
 static void http_client_readcb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
@@ -595,9 +630,9 @@ static void http_wire_upstream(struct http *h)
     struct bufferevent *u = h->c->ubev;
 
     bufferevent_setcb(u, http_upstream_readcb, http_upstream_writecb, http_upstream_eventcb, h);
-    bufferevent_setwatermark(u, EV_READ, 0, CONN_BUFFER_LIMIT);
-    bufferevent_setwatermark(u, EV_WRITE, 0, 0);
+    bufferevent_setwatermark(u, EV_READ | EV_WRITE, 0, 0); /* http_pace paces reading */
     bufferevent_enable(u, EV_READ | EV_WRITE);
+    h->upstream_paused = 0;
 }
 
 /* Frees what h holds (not h). */
@@ -650,8 +685,7 @@ int http_start(struct conn *c, const char *scheme)
         httpmsg_set_body_sink(h->resp, http_capture_response, h);
     }
     bufferevent_setcb(c->cbev, http_client_readcb, http_client_writecb, http_client_eventcb, h);
-    bufferevent_setwatermark(c->cbev, EV_READ, 0, CONN_BUFFER_LIMIT);
-    bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+    bufferevent_setwatermark(c->cbev, EV_READ | EV_WRITE, 0, 0); /* http_pace paces reading */
     bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
     if (c->ubev)
         http_wire_upstream(h);

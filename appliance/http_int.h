@@ -49,6 +49,8 @@ struct http {
     unsigned up_bound : 1;     /* it carries connection-bound auth (NTLM, Negotiate): not shared */
     unsigned retried : 1;      /* the request went out again after a reused connection failed */
     int up_idle;               /* seconds it may idle in the pool (pool.h) */
+    int client_paused;         /* reading from the client stopped: its input is full */
+    int upstream_paused;       /* the same for the upstream connection */
     uint64_t down_at_send;     /* c->bytes_down when the request head went upstream */
     /* the exchange under way */
     char *path;   /* origin-form target sent upstream (in target) */
