@@ -6,9 +6,22 @@
 # HTTPS MB/s, and peak RSS. Every interceptor writes its per-request output to a file. The
 # machine is shared and noisy: mitmtun's and sslsplit's keep-alive runs alternate, ROUNDS of
 # each, and the table shows their medians (each round's figures are listed under it).
-#   [WORKERS=N] tests/bench/bench_http.sh build/mitmtun [seconds per run, default 10] [ROUNDS, default 3]
+#   [WORKERS=N] [TLS=1.2] tests/bench/bench_http.sh build/mitmtun [seconds per run, default 10] [ROUNDS, default 3]
+# TLS=1.2: wrk, curl and nginx speak at most TLS 1.2, so that every leg of every interceptor
+# runs on one protocol. Unset, each pair negotiates what it can: sslsplit 0.5.5 takes TLS 1.3
+# from wrk but speaks 1.2 to nginx, mitmtun 1.3 on both (OpenSSL 3.0's 1.3 records cost more).
 # Needs: apt-get install wrk mitmproxy sslsplit
 source "$(dirname "$0")/../e2e/lib.sh"
+CLIENT=(in_c)
+if [ "${TLS:-}" = 1.2 ]; then
+    BENCH_NGINX_TLS="ssl_protocols TLSv1.2;"
+    printf '%s\n' "openssl_conf = conf" "[conf]" "ssl_conf = ssl" "[ssl]" "system_default = tls" \
+        "[tls]" "MaxProtocol = TLSv1.2" >"$WORK/client-tls12.cnf"
+    CLIENT=(in_c env OPENSSL_CONF="$WORK/client-tls12.cnf")
+elif [ -n "${TLS:-}" ]; then
+    echo "TLS=$TLS: only TLS=1.2 is known"
+    exit 1
+fi
 SECS=${2:-10}
 ROUNDS=${3:-3}
 # mitmtun's [tun] workers: one per CPU unless WORKERS is set (sslsplit runs its threads too)
@@ -36,11 +49,11 @@ URL=https://10.99.2.2/1k.txt
 rps() {
     local extra=()
     [ "${1:-}" = close ] && extra=(-H "Connection: close")
-    in_c wrk -t2 -c50 -d"${SECS}s" "${extra[@]}" "$URL" |
+    "${CLIENT[@]}" wrk -t2 -c50 -d"${SECS}s" "${extra[@]}" "$URL" |
         awk '/^Requests\/sec/ {printf "%.0f", $2} /Non-2xx|Socket errors/ {print "  (" $0 ")" > "/dev/stderr"}'
 }
 bulk() { # MB/s of one HTTPS download of 256 MiB
-    in_c curl -sS --max-time 300 --cacert "$CA" --resolve bench.example:443:10.99.2.2 \
+    "${CLIENT[@]}" curl -sS --max-time 300 --cacert "$CA" --resolve bench.example:443:10.99.2.2 \
         -o /dev/null -w '%{speed_download}' https://bench.example/bulk.bin |
         python3 -c "import sys; print('%.0f' % (float(sys.stdin.read()) / 1e6))"
 }
@@ -57,7 +70,7 @@ ka() { # label pid [close]
     [ "${3:-}" = close ] && extra=(-H "Connection: close")
     p0=$(ticks $2) n0=$(ticks $NGX_PID)
     read -r _ _ _ _ i0 _ _ s0 _ </proc/stat
-    out=$( { TIMEFORMAT='WRK %U %S'; time in_c wrk -t2 -c50 -d"${SECS}s" "${extra[@]}" "$URL"; } 2>&1)
+    out=$( { TIMEFORMAT='WRK %U %S'; time "${CLIENT[@]}" wrk -t2 -c50 -d"${SECS}s" "${extra[@]}" "$URL"; } 2>&1)
     p1=$(ticks $2) n1=$(ticks $NGX_PID)
     read -r _ _ _ _ i1 _ _ s1 _ </proc/stat
     echo "$out" | awk '/^Requests\/sec/ {printf "%.0f", $2}'
@@ -106,6 +119,7 @@ for round in $(seq "$ROUNDS"); do
     if [ "$round" = 1 ]; then
         measure mitm $APP_PID
         http_records=$(grep -c '"type":"http"' "$FLOWS")
+        mitm_tls=$(grep -m1 '"type":"http"' "$FLOWS" | python3 -c 'import json, sys; print(json.load(sys.stdin)["tls"]["version"])')
     else
         mitm[keepalive]=$(ka mitm $APP_PID)
     fi
@@ -164,6 +178,7 @@ echo
 echo "HTTPS interception benchmark: ${SECS}s per run, wrk -t2 -c50, 1 KiB responses, $(nproc) cores, $(date -u +%F)"
 echo "(mitmtun with [tun] workers = ${WORKERS[1]#*=}; interceptors at nice ${NICE:-0})"
 echo "(mitmtun wrote $http_records http records in its first round; mitmdump printed each request too)"
+echo "(TLS with the client: mitmtun $mitm_tls, by its records; sslsplit $(grep -m1 -o 'sproto:[^ ]*' "$WORK/sslsplit.connlog"), upstream $(grep -m1 -o 'dproto:[^ ]*' "$WORK/sslsplit.connlog"), by its log)"
 printf '%-38s %9s %9s %9s %10s %10s\n' "measure" "mitmtun" "mitmdump" "sslsplit" "/mitmdump" "/sslsplit"
 row "keep-alive HTTPS requests/s (median)" keepalive
 row "new-connection HTTPS requests/s" newconn

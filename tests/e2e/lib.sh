@@ -262,13 +262,13 @@ e2e_http_record() { # python-expression-over-r
 # For the benchmarks: nginx on 443 with a bench.example certificate from the upstream test CA
 # (also valid for 10.99.2.2), serving a 1 KiB page /1k.txt and never ending a keep-alive
 # connection.
-e2e_bench_server() {
+e2e_bench_server() { # [BENCH_NGINX_TLS: more directives for its HTTPS server]
     e2e_upstream_ca
     e2e_leaf srv "/CN=bench.example" "DNS:bench.example,IP:10.99.2.2"
     mkdir -p "$WORK/www" "$WORK/nginx/extra"
     head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$WORK/www/1k.txt"
     cat >"$WORK/nginx/extra/tls.conf" <<CONF
-server { listen 443 ssl default_server; ssl_certificate $WORK/pki/srv.crt; ssl_certificate_key $WORK/pki/srv.key; root $WORK/www; keepalive_requests 1000000; }
+server { listen 443 ssl default_server; ssl_certificate $WORK/pki/srv.crt; ssl_certificate_key $WORK/pki/srv.key; root $WORK/www; keepalive_requests 1000000; ${BENCH_NGINX_TLS:-} }
 CONF
     e2e_start_nginx
 }
