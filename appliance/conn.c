@@ -242,6 +242,7 @@ static void conn_resume(struct bufferevent *from, struct bufferevent *to, int fr
     if (!from_eof && !(bufferevent_get_enabled(from) & EV_READ)) {
         bufferevent_setwatermark(to, EV_WRITE, 0, 0);
         bufferevent_enable(from, EV_READ);
+        tls_kick(from);
     }
 }
 
@@ -324,6 +325,7 @@ void conn_upstream_readcb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
 
+    tls_take_pending(bev);
     conn_relay(bev, c->cbev, &c->bytes_down);
 }
 
@@ -408,6 +410,8 @@ void conn_start_relay(struct conn *c)
         conn_relay(c->cbev, c->ubev, &c->bytes_up);
     if (!c->closed && evbuffer_get_length(bufferevent_get_input(c->ubev)) > 0)
         conn_relay(c->ubev, c->cbev, &c->bytes_down);
+    if (!c->closed)
+        tls_kick(c->ubev);
 }
 
 /* The HTTP layer takes the stream; scheme is "https" for a decrypted one. */

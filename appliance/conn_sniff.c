@@ -384,6 +384,7 @@ void conn_classify(struct conn *c)
     if (c->ubev) {
         bufferevent_setcb(c->ubev, conn_sniff_upstream_readcb, NULL, conn_upstream_eventcb, c);
         bufferevent_enable(c->ubev, EV_READ);
+        tls_kick(c->ubev);
     }
     c->ev = evtimer_new(c->w->base, conn_sniff_timeout, c);
     if (!c->ev || evtimer_add(c->ev, &sniff) < 0) {

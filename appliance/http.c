@@ -313,10 +313,12 @@ static void http_pace(struct http *h, struct bufferevent *bev, int *paused)
     full = evbuffer_get_length(bufferevent_get_input(bev)) >= CONN_BUFFER_LIMIT;
     if (full != *paused) {
         *paused = full;
-        if (full)
+        if (full) {
             bufferevent_disable(bev, EV_READ);
-        else
+        } else {
             bufferevent_enable(bev, EV_READ);
+            tls_kick(bev);
+        }
     }
 }
 
@@ -597,7 +599,7 @@ static void http_client_eventcb(struct bufferevent *bev, short what, void *arg)
 
 static void http_upstream_readcb(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
+    tls_take_pending(bev);
     http_upstream_read(arg);
 }
 
@@ -633,6 +635,7 @@ static void http_wire_upstream(struct http *h)
     bufferevent_setwatermark(u, EV_READ | EV_WRITE, 0, 0); /* http_pace paces reading */
     bufferevent_enable(u, EV_READ | EV_WRITE);
     h->upstream_paused = 0;
+    tls_kick(u);
 }
 
 /* Frees what h holds (not h). */

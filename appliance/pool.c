@@ -152,6 +152,7 @@ int pool_put(struct pool *p, const struct pool_key *k, struct bufferevent *tls,
     bufferevent_setwatermark(tls, EV_READ | EV_WRITE, 0, 0);
     bufferevent_set_timeouts(tls, NULL, NULL);
     bufferevent_enable(tls, EV_READ);
+    tls_kick(tls);
     return 0;
 
 fail:

@@ -21,6 +21,7 @@
 /* One TLS record's plaintext at most: SSL_read returns no more, and libevent reserves this
  * much for each read (at 128 KiB, malloc returned memory with brk about once per request). */
 #define TLS_READ_MAX (16 * 1024)
+#define TLS_TAKE_MAX (64 * 1024) /* tls_take_pending moves this much at a time */
 #define SESSIONS     256         /* upstream TLS sessions kept for resumption */
 #define SEND_NOW_MAX (16 * 1024) /* tls_send writes at once up to this much (one record) */
 
@@ -322,6 +323,52 @@ void tls_send(struct bufferevent *upstream, struct evbuffer *b)
     evbuffer_add_buffer(out, b);
 }
 
+/*
+ * Upstream legs read ahead: one read() takes all that has come, where OpenSSL would read each
+ * record's header and then its body. But libevent 2.1 stops asking OpenSSL for records once
+ * SSL_pending() is 0, so whole records can be left inside OpenSSL while the socket is quiet.
+ * Every reader of an upstream leg takes them first; whoever gives one a new reader, or lets it
+ * read again, kicks it.
+ */
+void tls_take_pending(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct evbuffer *in = bufferevent_get_input(bev);
+
+    if (!ssl || !SSL_get_read_ahead(ssl) || !(bufferevent_get_enabled(bev) & EV_READ))
+        return;
+    for (size_t took = 0; SSL_has_pending(ssl);) {
+        struct evbuffer_iovec v;
+        int r;
+
+        if (took >= TLS_TAKE_MAX) { /* a record half in may keep it reading: the rest later */
+            bufferevent_trigger(bev, EV_READ, 0);
+            return;
+        }
+        if (evbuffer_reserve_space(in, TLS_READ_MAX, &v, 1) < 1)
+            return;
+        r = SSL_read(ssl, v.iov_base, (int)v.iov_len);
+        if (r <= 0) {
+            /* The rest of a record is on its way, or the stream ended or broke: libevent's
+             * next read (the socket is readable then) sees the same and reports it. */
+            ERR_clear_error();
+            return;
+        }
+        v.iov_len = (size_t)r;
+        evbuffer_commit_space(in, &v, 1);
+        took += (size_t)r;
+    }
+}
+
+void tls_kick(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+    if (ssl && SSL_get_read_ahead(ssl) && SSL_has_pending(ssl) &&
+        (bufferevent_get_enabled(bev) & EV_READ))
+        bufferevent_trigger(bev, EV_READ, 0); /* its read callback takes them */
+}
+
 /* An upstream SSL asking for sni (none for ""), verifying it, resuming an earlier session. */
 static SSL *upstream_ssl(struct tls_engine *e, const char *sni, const unsigned char *alpn,
                          size_t alpn_len)
@@ -331,6 +378,7 @@ static SSL *upstream_ssl(struct tls_engine *e, const char *sni, const unsigned c
     if (!ssl)
         return NULL;
     SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); /* a retry from libevent's output */
+    SSL_set_read_ahead(ssl, 1);                             /* tls_take_pending says why */
     if (*sni && (!SSL_set_tlsext_host_name(ssl, sni) || !SSL_set1_host(ssl, sni)))
         goto fail;
     if (*sni) {

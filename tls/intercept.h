@@ -77,6 +77,15 @@ struct tls_session *tls_reconnect(struct tls_engine *e, struct bufferevent *upst
  */
 void tls_send(struct bufferevent *upstream, struct evbuffer *b);
 
+/*
+ * An upstream leg's records that OpenSSL has read but libevent has not asked for: every read
+ * callback of one calls tls_take_pending first (they go to the input); whoever sets new
+ * callbacks on one or enables its reading calls tls_kick (the read callback runs if any wait).
+ * Both do nothing on other bufferevents.
+ */
+void tls_take_pending(struct bufferevent *bev);
+void tls_kick(struct bufferevent *bev);
+
 /* Abandons a handshake in progress; cb will not run. */
 void tls_cancel(struct tls_session *s);
 

@@ -31,6 +31,11 @@ e2e_start_nginx
 # A server that speaks first (SMTP-like) on a port that is no TLS port.
 ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" tcp-server 2525 "220 mitmtun-test ready\r\n" &
 PIDS+=($!)
+# A TLS server whose answers are several records arriving at once.
+ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" tls-burst-server 9445 "$P/a.crt" "$P/a.key" &
+PIDS+=($!)
+ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" tls-burst-server 9446 "$P/a.crt" "$P/a.key" first &
+PIDS+=($!)
 e2e_start_appliance --set tls.upstream_ca_file="$P/uca.crt" --set "tls.ports=443, 8443, 4443, 9443" \
     --set tls.keylog="$WORK/keylog.txt" --set tls.http2=yes
 CA=$WORK/ca/ca.crt
@@ -122,6 +127,37 @@ print('banner after %.0f ms' % (1000 * (time.time() - t)))"
 check "detect: TLS on a port outside [tls] ports is intercepted" fetch a.test.example 9444
 check "detect: recorded as intercepted" e2e_record 'r["server"]=="10.99.2.2:9444" and r["tls"]["intercepted"] and r["tls"]["sni"]=="a.test.example"'
 check "detect: a server that speaks first is relayed at once" banner_at_once
+# The appliance reads ahead upstream: records that came in one piece must all get through, the
+# server then quiet (libevent alone stops asking OpenSSL for records after the first).
+burst_http() {
+    local got
+    got=$(in_c curl -sS --max-time 3 --cacert "$CA" --resolve a.test.example:9445:10.99.2.2 https://a.test.example:9445/)
+    [ "$got" = burst ] || { echo "got: $got"; return 1; }
+}
+burst_relay() {
+    in_c python3 -c "
+import socket, ssl
+ctx = ssl.create_default_context(cafile='$CA')
+s = ctx.wrap_socket(socket.create_connection(('10.99.2.2', 9445), timeout=3), server_hostname='a.test.example')
+s.sendall(b'go\\n')
+got = b''
+while not got.endswith(b'three\\n'):
+    got += s.recv(100)
+print(got)"
+}
+burst_first() { # the records came with the handshake: OpenSSL holds them before anyone reads
+    in_c python3 -c "
+import socket, ssl
+ctx = ssl.create_default_context(cafile='$CA')
+s = ctx.wrap_socket(socket.create_connection(('10.99.2.2', 9446), timeout=3), server_hostname='a.test.example')
+got = b''
+while not got.endswith(b'there\\n'):
+    got += s.recv(100)
+print(got)"
+}
+check "a response whose head and body came in one piece" burst_http
+check "three records that came in one piece, relayed" burst_relay
+check "a TLS server that speaks first, its records with its handshake, relayed" burst_first
 check "no connection left open" e2e_wait_tcp_drained 10
 e2e_stop_appliance
 

@@ -664,6 +664,52 @@ def tls_counting_server(port, cert, key, mode="keep", idle="30", keep_alive=""):
         srv.serve_forever()
 
 
+def tls_burst_server(port, cert, key, first=""):
+    """TLS on port, each connection left open afterwards: answers a GET with its head and its
+    body as two TLS records, and a line "go" with three records ("one", "two", "three", a line
+    each), sent corked so that they arrive in one piece. first: TLS 1.2, and the server speaks
+    first: two records ("hello", "there") in one piece with its last handshake message."""
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if first:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+
+    def serve(c):
+        try:
+            if first: # each flight waits up to 200 ms for more; the last one for the records
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            s = ctx.wrap_socket(c, server_side=True)
+            s.settimeout(10)
+            f = s.makefile("rb")
+            if first:
+                s.sendall(b"hello\n")
+                s.sendall(b"there\n")
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+                f.read(1)
+                return
+            first_line = f.readline(65536)
+            if first_line.startswith(b"GET"):
+                while f.readline(65536) not in (b"\r\n", b"\n", b""):
+                    pass
+                pieces = [b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", b"burst\n"]
+            else:
+                pieces = [b"one\n", b"two\n", b"three\n"]
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            for piece in pieces:
+                s.sendall(piece)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            f.read(1) # until the client goes
+        except (OSError, ssl.SSLError):
+            pass
+        c.close()
+
+    srv = socket.create_server(("0.0.0.0", int(port)))
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1].replace("-", "_"), sys.argv[2:]
     sys.exit(globals()[cmd](*args))
