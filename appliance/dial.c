@@ -1,5 +1,6 @@
 #include "dial.h"
 
+#include "localaddr.h"
 #include "log.h"
 #include "upstream.h"
 #include "worker.h"
@@ -9,7 +10,6 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <ifaddrs.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,31 +35,6 @@ struct dial {
     enum dial_error why;
     char message[512];
 };
-
-int dial_is_local(int family, const uint8_t *addr)
-{
-    static const uint8_t zero[16];
-    struct ifaddrs *ifa, *i;
-    int local = 0;
-
-    if (family == AF_INET && (addr[0] == 127 || memcmp(addr, zero, 4) == 0))
-        return 1;
-    if (family == AF_INET6 &&
-        (IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)addr) || memcmp(addr, zero, 16) == 0))
-        return 1;
-    if (getifaddrs(&ifa) < 0)
-        return 0;
-    for (i = ifa; i && !local; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != family)
-            continue;
-        if (family == AF_INET)
-            local = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, addr, 4) == 0;
-        else
-            local = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, addr, 16) == 0;
-    }
-    freeifaddrs(ifa);
-    return local;
-}
 
 static void dial_free(struct dial *d)
 {
@@ -148,7 +123,7 @@ static void dial_next(struct dial *d)
 
     while (d->next < d->naddrs) {
         const struct netstack_endpoint *ep = &d->addrs[d->next++];
-        if (!d->allow_local && dial_is_local(ep->family, ep->addr)) {
+        if (!d->allow_local && localaddr_has(d->w->local, ep->family, ep->addr)) {
             d->why = DIAL_FORBIDDEN;
             snprintf(d->message, sizeof(d->message),
                      "%s is the appliance itself or loopback: refused (see [proxy] allow_local)",

@@ -42,7 +42,4 @@ struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int a
 /* Abandons a dial; cb will not run. */
 void dial_cancel(struct dial *d);
 
-/* Whether addr (family AF_INET/AF_INET6) is loopback, unspecified or one of this host's. */
-int dial_is_local(int family, const uint8_t *addr);
-
 #endif

@@ -1,7 +1,7 @@
 #include "proxy.h"
 
 #include "conn.h"
-#include "dial.h"
+#include "localaddr.h"
 #include "log.h"
 #include "worker.h"
 
@@ -124,7 +124,7 @@ static int in_network(const struct proxy_network *n, int family, const uint8_t *
 
 static int proxy_admits(const struct proxy *p, const struct netstack_endpoint *client)
 {
-    if (p->open_to_all || dial_is_local(client->family, client->addr))
+    if (p->open_to_all || localaddr_has(p->w->local, client->family, client->addr))
         return 1;
     for (int i = 0; i < p->nnets; i++)
         if (in_network(&p->nets[i], client->family, client->addr))

@@ -2,6 +2,7 @@
 
 #include "conn.h"
 #include "echorelay.h"
+#include "localaddr.h"
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
@@ -311,6 +312,9 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
         if (w->dns)
             evdns_base_load_hosts(w->dns, NULL);
     }
+    w->local = localaddr_new();
+    if (!w->local)
+        goto fail;
     w->proxy = proxy_new(w, err, sizeof(err));
     if (!w->proxy) {
         log_error("%s: %s", cfg->path, err);
@@ -340,6 +344,8 @@ void worker_cleanup(struct worker *w)
     pool_free(w->pool);
     if (w->dns)
         evdns_base_free(w->dns, 1);
+    localaddr_free(w->local);
+    w->local = NULL;
     udprelay_free(w->udp);
     echorelay_free(w->echo);
     if (w->ns)

@@ -43,6 +43,7 @@ struct worker {
     struct tls_engine *tls;  /* intercepts [tls] ports; not owned */
     struct onboard *onboard; /* the CA page; not owned */
     struct evdns_base *dns;  /* resolves names for the explicit proxy */
+    struct localaddr *local; /* this host's addresses, for the explicit proxy */
     struct proxy *proxy;     /* the explicit proxy's listening sockets */
     struct tun_steer *steer; /* [tun] steer; NULL: off */
     struct conn *conns;      /* live TCP connections */

@@ -129,6 +129,11 @@ WHY="CONNECT" check "502 for CONNECT to a closed port" bash -c "
     ip netns exec $NS_C curl -sS --max-time 10 -x http://$PROXY https://10.99.2.2:81/ 2>&1 | grep -q 'CONNECT.*502'"
 WHY="allow_local" check "403: the appliance itself" status_is 403 http://10.99.1.1:8080/
 WHY="allow_local" check "403: loopback" status_is 403 http://127.0.0.1/
+# The appliance's addresses are read once and again after the kernel reports a change.
+in_a ip addr add 10.99.3.3/32 dev lo
+WHY="allow_local" check "403: an address the appliance got after those checks" status_is 403 http://10.99.3.3/
+in_a ip addr del 10.99.3.3/32 dev lo
+WHY="10.99.3.3" check "502 once that address is gone again (no longer the appliance)" status_is 502 http://10.99.3.3/
 WHY="malformed request" check "400: a malformed head" bash -c "
     in_c() { ip netns exec $NS_C \"\$@\"; }
     in_c $TOOLS raw 10.99.1.1 8080 \"'GET http://a.test.example/ HTTP/1.1\\r\\nno colon here\\r\\n\\r\\n'\" |
