@@ -14,10 +14,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
-#define DIAL_MAX_ADDRS 8 /* addresses of one name tried in turn */
+#define DIAL_MAX_ADDRS 8   /* addresses of one name tried in turn */
+#define NAMES_MAX      128 /* names whose addresses a worker keeps */
+#define NAME_SECONDS   60  /* for as long as this (Chromium's host cache keeps them a minute) */
+
+/* A name's addresses from a resolution that worked: the next dial within NAME_SECONDS, and
+ * the next client of the explicit proxy, skip the DNS round trip. */
+struct dial_name {
+    char host[256];
+    time_t until; /* CLOCK_MONOTONIC seconds; 0: a free slot */
+    int naddrs;
+    struct netstack_endpoint addrs[DIAL_MAX_ADDRS];
+};
+
+struct dial_names {
+    struct dial_name slot[NAMES_MAX];
+    unsigned next; /* the slot a new name takes: the oldest */
+};
 
 struct dial {
     struct worker *w;
@@ -35,6 +53,61 @@ struct dial {
     enum dial_error why;
     char message[512];
 };
+
+static time_t names_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+struct dial_names *dial_names_new(void)
+{
+    return calloc(1, sizeof(struct dial_names));
+}
+
+void dial_names_free(struct dial_names *n)
+{
+    free(n);
+}
+
+static struct dial_name *names_find(struct dial_names *n, const char *host)
+{
+    time_t now = names_now();
+
+    for (int i = 0; n && i < NAMES_MAX; i++)
+        if (n->slot[i].until > now && strcasecmp(n->slot[i].host, host) == 0)
+            return &n->slot[i];
+    return NULL;
+}
+
+static void names_keep(struct dial_names *n, const struct dial *d)
+{
+    unsigned char literal[16];
+    struct dial_name *e;
+
+    if (!n || d->naddrs == 0 || strlen(d->host) >= sizeof(e->host) ||
+        evutil_inet_pton(AF_INET, d->host, literal) == 1 ||
+        evutil_inet_pton(AF_INET6, d->host, literal) == 1)
+        return; /* an address needs no keeping */
+    e = names_find(n, d->host);
+    if (!e)
+        e = &n->slot[n->next++ % NAMES_MAX];
+    snprintf(e->host, sizeof(e->host), "%s", d->host);
+    e->until = names_now() + NAME_SECONDS;
+    e->naddrs = d->naddrs;
+    memcpy(e->addrs, d->addrs, sizeof(e->addrs));
+}
+
+/* None of a name's kept addresses took a connection: ask DNS again next time. */
+static void names_forget(struct dial_names *n, const char *host)
+{
+    struct dial_name *e = names_find(n, host);
+
+    if (e)
+        e->until = 0;
+}
 
 static void dial_free(struct dial *d)
 {
@@ -156,6 +229,8 @@ static void dial_next(struct dial *d)
         snprintf(d->message, sizeof(d->message), "connecting to %s: %s", d->host,
                  strerror(errno ? errno : ENOMEM));
     }
+    if (d->why != DIAL_FORBIDDEN)
+        names_forget(d->w->names, d->host);
     dial_report_later(d, d->why);
 }
 
@@ -185,6 +260,7 @@ static void dial_resolved(int result, struct evutil_addrinfo *res, void *arg)
         d->naddrs++;
     }
     evutil_freeaddrinfo(res);
+    names_keep(d->w->names, d);
     dial_next(d);
 }
 
@@ -193,6 +269,7 @@ struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int a
 {
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct dial *d = calloc(1, sizeof(*d));
+    const struct dial_name *known;
 
     if (!d)
         return NULL;
@@ -204,6 +281,14 @@ struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int a
     d->cb = cb;
     d->arg = arg;
     snprintf(d->host, sizeof(d->host), "%s", host);
+    if ((known = names_find(w->names, host)) != NULL) {
+        d->naddrs = known->naddrs;
+        memcpy(d->addrs, known->addrs, sizeof(d->addrs));
+        for (int i = 0; i < d->naddrs; i++)
+            d->addrs[i].port = port;
+        dial_next(d);
+        return d;
+    }
     if (!w->dns) {
         snprintf(d->message, sizeof(d->message), "cannot resolve '%s': no DNS resolver", host);
         dial_report_later(d, DIAL_DNS);

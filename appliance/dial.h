@@ -1,7 +1,8 @@
 /*
  * Upstream connections by name, for the explicit proxy and for reconnecting a transparent
- * stream: asynchronous DNS (libevent's evdns, with /etc/resolv.conf and /etc/hosts), then a
- * non-blocking connect on the host stack carrying [routing] mark, each address in turn.
+ * stream: asynchronous DNS (libevent's evdns, with /etc/resolv.conf and /etc/hosts; answers
+ * kept a minute), then a non-blocking connect on the host stack carrying [routing] mark, each
+ * address in turn.
  */
 #ifndef MITMTUN_DIAL_H
 #define MITMTUN_DIAL_H
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 struct dial;
+struct dial_names;
 struct worker;
 
 enum dial_error {
@@ -41,5 +43,9 @@ struct dial *dial_start(struct worker *w, const char *host, uint16_t port, int a
                         dial_parked_fn parked, dial_cb cb, void *arg);
 /* Abandons a dial; cb will not run. */
 void dial_cancel(struct dial *d);
+
+/* A worker's names resolved within the last minute (dial.c), reused by every dial. */
+struct dial_names *dial_names_new(void);
+void dial_names_free(struct dial_names *n);
 
 #endif

@@ -1,6 +1,7 @@
 #include "worker.h"
 
 #include "conn.h"
+#include "dial.h"
 #include "echorelay.h"
 #include "localaddr.h"
 #include "log.h"
@@ -313,7 +314,8 @@ int worker_init(struct worker *w, struct event_base *base, const struct config *
             evdns_base_load_hosts(w->dns, NULL);
     }
     w->local = localaddr_new();
-    if (!w->local)
+    w->names = dial_names_new();
+    if (!w->local || !w->names)
         goto fail;
     w->proxy = proxy_new(w, err, sizeof(err));
     if (!w->proxy) {
@@ -346,6 +348,8 @@ void worker_cleanup(struct worker *w)
         evdns_base_free(w->dns, 1);
     localaddr_free(w->local);
     w->local = NULL;
+    dial_names_free(w->names);
+    w->names = NULL;
     udprelay_free(w->udp);
     echorelay_free(w->echo);
     if (w->ns)

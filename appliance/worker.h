@@ -40,14 +40,15 @@ struct worker {
     struct flowlog *flows;
     struct udprelay *udp;
     struct echorelay *echo;
-    struct tls_engine *tls;  /* intercepts [tls] ports; not owned */
-    struct onboard *onboard; /* the CA page; not owned */
-    struct evdns_base *dns;  /* resolves names for the explicit proxy */
-    struct localaddr *local; /* this host's addresses, for the explicit proxy */
-    struct proxy *proxy;     /* the explicit proxy's listening sockets */
-    struct tun_steer *steer; /* [tun] steer; NULL: off */
-    struct conn *conns;      /* live TCP connections */
-    struct conn *dead;       /* closed, freed by the reaper outside any callback */
+    struct tls_engine *tls;   /* intercepts [tls] ports; not owned */
+    struct onboard *onboard;  /* the CA page; not owned */
+    struct evdns_base *dns;   /* resolves names for the explicit proxy */
+    struct dial_names *names; /* what dns answered lately */
+    struct localaddr *local;  /* this host's addresses, for the explicit proxy */
+    struct proxy *proxy;      /* the explicit proxy's listening sockets */
+    struct tun_steer *steer;  /* [tun] steer; NULL: off */
+    struct conn *conns;       /* live TCP connections */
+    struct conn *dead;        /* closed, freed by the reaper outside any callback */
     struct event *reaper;
     struct event *stats_ev;
     uint64_t next_id;  /* connection ids, for log lines and records: worker_new_id */

@@ -328,7 +328,8 @@ CONF
     PIDS+=($!)
     ip netns exec "$NS_S" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
         --listen-address=10.99.2.2 --port=53 --address=/test.example/10.99.2.2 \
-        --address=/invalid/ --pid-file="$WORK/dnsmasq.pid" --user=root >"$WORK/dnsmasq.log" 2>&1 &
+        --address=/invalid/ --pid-file="$WORK/dnsmasq.pid" --user=root \
+        --log-queries --log-facility=- >"$WORK/dnsmasq.log" 2>&1 &
     PIDS+=($!)
     mkdir -p "/etc/netns/$NS_A"
     echo "nameserver 10.99.2.2" >"/etc/netns/$NS_A/resolv.conf"

@@ -80,6 +80,23 @@ check "a FIN right after the request, while its name resolves: answered" bash -c
 check "WebSocket through the proxy" in_c $TOOLS ws 10.99.2.2 8000 /ws $PROXY
 check "wget with http_proxy" bash -c "
     [ \"\$(ip netns exec $NS_C env http_proxy=http://$PROXY wget -q -T 10 -O - http://a.test.example/index.html)\" = 'hello from nginx' ]"
+# DNS answers are kept a minute: asked once for two clients; asked again once the kept
+# addresses refused (dnsmasq logs each query; evdns mixes the name's case, as 0x20 asks).
+queries() { grep -ci "query\[A\] $1 " "$WORK/dnsmasq.log"; }
+dns_kept() {
+    p_curl -o /dev/null http://c.test.example/index.html &&
+        p_curl -o /dev/null http://c.test.example/index.html || return 1
+    echo "queries for c.test.example: $(queries c.test.example)"
+    [ "$(queries c.test.example)" = 1 ]
+}
+dns_asked_again() {
+    p_curl -o /dev/null http://d.test.example:81/
+    p_curl -o /dev/null http://d.test.example:81/
+    echo "queries for d.test.example: $(queries d.test.example)"
+    [ "$(queries d.test.example)" = 2 ]
+}
+check "a name's DNS answer serves the next client too" dns_kept
+check "a name whose addresses refused is asked again" dns_asked_again
 check "python urllib with a ProxyHandler" in_c $TOOLS urllib-get "http://$PROXY" http://b.test.example/index.html
 check "the proxy's IPv6 address" bash -c "
     [ \"\$(ip netns exec $NS_C curl -sS --max-time 10 -x 'http://[fd99:1::1]:8080' http://a.test.example/index.html)\" = 'hello from nginx' ]"
