@@ -74,8 +74,9 @@ static void localaddr_read(struct localaddr *l)
     struct ifaddrs *ifa;
 
     l->n = 0;
+    l->stale = 1; /* until all were read: tried again next time */
     if (getifaddrs(&ifa) < 0)
-        return; /* stays stale: tried again next time */
+        return;
     for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
         int family = i->ifa_addr ? i->ifa_addr->sa_family : AF_UNSPEC;
         struct local_one *one;
@@ -85,8 +86,10 @@ static void localaddr_read(struct localaddr *l)
         if (l->n == l->cap) {
             int cap = l->cap ? 2 * l->cap : 16;
             struct local_one *a = realloc(l->a, (size_t)cap * sizeof(*a));
-            if (!a)
-                break;
+            if (!a) {
+                freeifaddrs(ifa);
+                return;
+            }
             l->a = a;
             l->cap = cap;
         }
