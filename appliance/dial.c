@@ -34,7 +34,7 @@ struct dial_name {
 
 struct dial_names {
     struct dial_name slot[NAMES_MAX];
-    unsigned next; /* the slot a new name takes: the oldest */
+    unsigned next; /* with no slot free, the one a new name takes, in turn */
 };
 
 struct dial {
@@ -85,6 +85,7 @@ static struct dial_name *names_find(struct dial_names *n, const char *host)
 static void names_keep(struct dial_names *n, const struct dial *d)
 {
     unsigned char literal[16];
+    time_t now = names_now();
     struct dial_name *e;
 
     if (!n || d->naddrs == 0 || strlen(d->host) >= sizeof(e->host) ||
@@ -92,10 +93,13 @@ static void names_keep(struct dial_names *n, const struct dial *d)
         evutil_inet_pton(AF_INET6, d->host, literal) == 1)
         return; /* an address needs no keeping */
     e = names_find(n, d->host);
+    for (int i = 0; !e && i < NAMES_MAX; i++)
+        if (n->slot[i].until <= now)
+            e = &n->slot[i]; /* expired or forgotten */
     if (!e)
         e = &n->slot[n->next++ % NAMES_MAX];
     snprintf(e->host, sizeof(e->host), "%s", d->host);
-    e->until = names_now() + NAME_SECONDS;
+    e->until = now + NAME_SECONDS;
     e->naddrs = d->naddrs;
     memcpy(e->addrs, d->addrs, sizeof(e->addrs));
 }
