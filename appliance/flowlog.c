@@ -270,14 +270,22 @@ static void out_str(struct out *o, const char *s)
     out_mem(o, s, strlen(s));
 }
 
-static void out_u64(struct out *o, uint64_t v)
+/* v in decimal at w (20 bytes at most); returns the end. */
+static char *put_u64(char *w, uint64_t v)
 {
     char digits[20], *p = digits + sizeof(digits);
 
     do
         *--p = (char)('0' + v % 10);
     while (v /= 10);
-    out_mem(o, p, (size_t)(digits + sizeof(digits) - p));
+    memcpy(w, p, (size_t)(digits + sizeof(digits) - p));
+    return w + (digits + sizeof(digits) - p);
+}
+
+static void out_u64(struct out *o, uint64_t v)
+{
+    if (out_room(o, 20) == 0)
+        o->len = (size_t)(put_u64(o->buf + o->len, v) - o->buf);
 }
 
 static void out_i64(struct out *o, int64_t v)
@@ -308,22 +316,24 @@ static void out_fixed(struct out *o, double v, int frac)
 /* An address and port: "10.0.0.1:443", "[fd00::1]:443". */
 static void out_endpoint(struct out *o, const struct netstack_endpoint *ep)
 {
-    char addr[INET6_ADDRSTRLEN];
+    char *w;
 
+    if (out_room(o, INET6_ADDRSTRLEN + sizeof("[]:65535")) < 0)
+        return;
+    w = o->buf + o->len;
     if (ep->family == AF_INET) {
         for (int i = 0; i < 4; i++) {
-            if (i)
-                out_lit(o, ".");
-            out_u64(o, ep->addr[i]);
+            w = put_u64(w, ep->addr[i]);
+            *w++ = i < 3 ? '.' : ':';
         }
     } else {
-        inet_ntop(ep->family, ep->addr, addr, sizeof(addr));
-        out_lit(o, "[");
-        out_str(o, addr);
-        out_lit(o, "]");
+        *w++ = '[';
+        inet_ntop(ep->family, ep->addr, w, INET6_ADDRSTRLEN);
+        w += strlen(w);
+        *w++ = ']';
+        *w++ = ':';
     }
-    out_lit(o, ":");
-    out_u64(o, ep->port);
+    o->len = (size_t)(put_u64(w, ep->port) - o->buf);
 }
 
 #define TEXT_MAX 1000 /* bytes of one piece of text on a console line */
@@ -415,55 +425,74 @@ static int json_word_special(uint64_t v)
             json_byte_below(v ^ BYTES('\\'), 1) | json_byte_below(v ^ BYTES(0x7f), 1)) != 0;
 }
 
-/* s (n bytes) as a JSON string; bytes that are not UTF-8 are read as Latin-1. Written in
- * blocks, each with room for the most escaping can make of it; eight bytes at a time
- * where none needs escaping. */
-static void json_str(struct out *o, const char *s, size_t n)
+/* Whether byte c goes into a JSON string as it is: printable ASCII but '"' and '\\'. */
+static int json_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* Writes the byte at p (n left) that is not plain: a UTF-8 sequence as it is, '"' and '\\'
+ * escaped, others as \u00XX (Latin-1). Returns the end of what was written; *k says how many
+ * bytes of p it took. */
+static char *json_special(char *w, const unsigned char *p, size_t n, size_t *k)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
 
-    out_lit(o, "\"");
-    for (size_t i = 0, k; i < n;) {
-        size_t block = n - i < 4096 ? n - i : 4096;
-        if (out_room(o, 6 * block + 4) < 0)
+    *k = utf8_seq(p, n);
+    if (*k > 1) {
+        memcpy(w, p, *k);
+        return w + *k;
+    }
+    *k = 1;
+    if (p[0] == '"' || p[0] == '\\') {
+        w[0] = '\\';
+        w[1] = (char)p[0];
+        return w + 2;
+    }
+    memcpy(w, "\\u00", 4);
+    w[4] = hex[p[0] >> 4];
+    w[5] = hex[p[0] & 15];
+    return w + 6;
+}
+
+/* s (n bytes) as a JSON string; bytes that are not UTF-8 are read as Latin-1. Written in
+ * blocks, each with room for the most escaping can make of it: eight bytes at a time where
+ * none needs escaping, the rest one by one. */
+static void json_str(struct out *o, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, k;
+
+    do {
+        size_t stop = i + (n - i < 4096 ? n - i : 4096);
+        if (out_room(o, 6 * (stop - i) + 5) < 0) /* + 2 quotes, + 3 of a sequence over stop */
             return;
         char *w = o->buf + o->len;
-        for (size_t stop = i + block; i < stop; i += k) { /* a last sequence may run over */
-            uint64_t word = BYTES('a');                   /* pads a tail shorter than 8 */
+        if (i == 0)
+            *w++ = '"';
+        while (i < stop) {
+            uint64_t word;
 
-            k = stop - i < 8 ? stop - i : 8;
-            memcpy(&word, p + i, k);
-            if (!json_word_special(word)) {
-                memcpy(w, &word, 8); /* out_room left 6 bytes a byte, 8 at least */
-                w += k;
+            if (stop - i >= 8) {
+                memcpy(&word, p + i, 8);
+                if (!json_word_special(word)) {
+                    memcpy(w, &word, 8);
+                    w += 8;
+                    i += 8;
+                    continue;
+                }
+            }
+            if (json_plain(p[i])) {
+                *w++ = (char)p[i++];
                 continue;
             }
-            if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\\') {
-                *w++ = (char)p[i];
-                k = 1;
-                continue;
-            }
-            k = utf8_seq(p + i, n - i);
-            if (k > 1) {
-                memcpy(w, p + i, k);
-                w += k;
-                continue;
-            }
-            k = 1;
-            if (p[i] == '"' || p[i] == '\\') {
-                *w++ = '\\';
-                *w++ = (char)p[i];
-            } else { /* a control byte, or one that is not UTF-8 (U+0080..U+00FF) */
-                memcpy(w, "\\u00", 4);
-                w[4] = hex[p[i] >> 4];
-                w[5] = hex[p[i] & 15];
-                w += 6;
-            }
+            w = json_special(w, p + i, n - i, &k);
+            i += k;
         }
+        if (i >= n)
+            *w++ = '"';
         o->len = (size_t)(w - o->buf);
-    }
-    out_lit(o, "\"");
+    } while (i < n);
 }
 
 static void json_cstr(struct out *o, const char *s)
@@ -471,38 +500,25 @@ static void json_cstr(struct out *o, const char *s)
     json_str(o, s ? s : "", s ? strlen(s) : 0);
 }
 
-/* ,"key":value for a string value. */
-static void json_field(struct out *o, const char *key, const char *value)
-{
-    out_lit(o, ",\"");
-    out_str(o, key);
-    out_lit(o, "\":");
-    json_cstr(o, value);
-}
+/* ,"name": before a value; name is a string literal, so the key is written in one piece. */
+#define json_key(o, name) out_lit(o, ",\"" name "\":")
 
-static void json_bool(struct out *o, const char *key, int value)
+static void out_bool(struct out *o, int value)
 {
-    out_lit(o, ",\"");
-    out_str(o, key);
     if (value)
-        out_lit(o, "\":true");
+        out_lit(o, "true");
     else
-        out_lit(o, "\":false");
+        out_lit(o, "false");
 }
 
-static void json_uint(struct out *o, const char *key, uint64_t value)
-{
-    out_lit(o, ",\"");
-    out_str(o, key);
-    out_lit(o, "\":");
-    out_u64(o, value);
-}
+#define json_field(o, name, value) (json_key(o, name), json_cstr(o, value))
+#define json_bool(o, name, value)  (json_key(o, name), out_bool(o, value))
+#define json_uint(o, name, value)  (json_key(o, name), out_u64(o, value))
 
-static void json_headers(struct out *o, const char *key, const struct httpmsg *m)
+/* The headers of m as a list of [name, value] pairs. */
+static void out_headers(struct out *o, const struct httpmsg *m)
 {
-    out_lit(o, ",\"");
-    out_str(o, key);
-    out_lit(o, "\":[");
+    out_lit(o, "[");
     for (int i = 0; m && i < m->nheaders; i++) {
         if (i)
             out_lit(o, ",");
@@ -514,6 +530,8 @@ static void json_headers(struct out *o, const char *key, const struct httpmsg *m
     }
     out_lit(o, "]");
 }
+
+#define json_headers(o, name, m) (json_key(o, name), out_headers(o, m))
 
 /* A captured body: as a string when it is UTF-8 text, else base64 with a "_encoding" key. */
 static void json_body(struct out *o, const char *key, const char *body, size_t len)
@@ -536,16 +554,17 @@ static void json_body(struct out *o, const char *key, const char *body, size_t l
     out_lit(o, "_encoding\":\"base64\"");
 }
 
-static void json_ms(struct out *o, const char *key, double ms)
+/* Milliseconds with three decimals, or -1 for "did not happen". */
+static void out_ms(struct out *o, double ms)
 {
-    out_lit(o, "\"");
-    out_str(o, key);
-    out_lit(o, "\":");
     if (ms < 0)
         out_lit(o, "-1");
     else
         out_fixed(o, ms, 3);
 }
+
+/* "name":ms, the first of an object (no comma) */
+#define json_ms(o, name, ms) (out_lit(o, "\"" name "\":"), out_ms(o, ms))
 
 /* The "tls" object of a record, as the TLS issue defined it; reused (the upstream connection
  * came from the pool) goes inside it, or at the top level for plain HTTP, which has none. */

@@ -218,6 +218,123 @@ static void test_long_escaped_strings(void **state)
     assert_int_equal(strchr(console, '\n') - console, strlen(console) - 1);
 }
 
+/* UTF-8 of code point cp at w; returns its length. */
+static size_t utf8_put(unsigned char *w, uint32_t cp)
+{
+    size_t len = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    static const unsigned char lead[] = {0, 0x00, 0xc0, 0xe0, 0xf0};
+
+    for (size_t k = len - 1; k > 0; k--, cp >>= 6)
+        w[k] = (unsigned char)(0x80 | (cp & 0x3f));
+    w[0] = (unsigned char)(lead[len] | cp);
+    return len;
+}
+
+/* What a string of bytes should read as in the record: each valid UTF-8 sequence as it is
+ * (decoded, encoded again and compared: no overlong forms, no surrogates), any other byte as
+ * the Latin-1 character of that value. */
+static void expected_text(const unsigned char *s, size_t n, unsigned char *want)
+{
+    size_t w = 0;
+
+    for (size_t i = 0; i < n;) {
+        size_t len = s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : s[i] >= 0xc0 ? 2 : 1;
+        uint32_t cp = len == 1 ? s[i] : (uint32_t)(s[i] & (0x7f >> len));
+        unsigned char again[4];
+        int ok = s[i] < 0x80 || (s[i] >= 0xc0 && i + len <= n);
+
+        for (size_t k = 1; ok && k < len; k++) {
+            ok = (s[i + k] & 0xc0) == 0x80;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        ok = ok && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff) && utf8_put(again, cp) == len &&
+             memcmp(again, s + i, len) == 0;
+        if (ok) {
+            memcpy(want + w, s + i, len);
+            w += len;
+            i += len;
+        } else {
+            w += utf8_put(want + w, s[i++]);
+        }
+    }
+    want[w] = '\0';
+}
+
+/* Header values of random runs: plain text of every length, next to quotes, backslashes,
+ * control bytes, DEL, valid and broken UTF-8, so that the writer's eight-byte steps meet each
+ * kind at every offset and at the end of a string. */
+static void test_escaping_random(void **state)
+{
+    static const char *specials[] = {"\"",
+                                     "\\",
+                                     "\x01",
+                                     "\x1f",
+                                     "\t",
+                                     "\x7f",
+                                     "\xc3\xa9",
+                                     "\xe2\x82\xac",
+                                     "\xf0\x9f\x98\x80",
+                                     "\xff",
+                                     "\x80",
+                                     "\xc3",
+                                     "\xe2\x82",
+                                     "\xc0\xaf",
+                                     "\xed\xa0\x80",
+                                     "\xf4\x90\x80\x80"};
+    struct netstack_endpoint ep = endpoint(AF_INET, "10.0.0.2", 1);
+    static char values[HTTPMSG_MAX_HEADERS][128];
+    static unsigned char want[HTTPMSG_MAX_HEADERS][256];
+    uint32_t seed = 12345;
+    char console[8192];
+
+    (void)state;
+    for (int round = 0; round < 8; round++) {
+        struct httpmsg rq = {.method = "GET",
+                             .target = "/",
+                             .major = 1,
+                             .minor = 1,
+                             .nheaders = HTTPMSG_MAX_HEADERS};
+        for (int h = 0; h < HTTPMSG_MAX_HEADERS; h++) {
+            size_t len = 0, runs;
+
+            seed = seed * 1103515245 + 12345;
+            runs = seed >> 16 & 7;
+            for (size_t k = 0; k < runs; k++) {
+                seed = seed * 1103515245 + 12345;
+                size_t plain = seed >> 16 & 15;
+                for (size_t c = 0; c < plain; c++)
+                    values[h][len++] = (char)('A' + (c * 7 + k) % 26);
+                const char *sp = specials[(seed >> 24) % (sizeof(specials) / sizeof(*specials))];
+                memcpy(values[h] + len, sp, strlen(sp));
+                len += strlen(sp);
+            }
+            values[h][len] = '\0';
+            expected_text((const unsigned char *)values[h], len, want[h]);
+            rq.headers[h].name = "X";
+            rq.headers[h].value = values[h];
+        }
+        struct http_record r = {.client = &ep,
+                                .server = &ep,
+                                .mode = "explicit",
+                                .scheme = "http",
+                                .url = "http://a/",
+                                .request = &rq,
+                                .connect_ms = -1,
+                                .tls_ms = -1,
+                                .ttfb_ms = -1};
+        json_t *j = record_of(write_http, &r, console, sizeof(console));
+        json_t *list = json_object_get(j, "request_headers");
+
+        assert_int_equal(json_array_size(list), HTTPMSG_MAX_HEADERS);
+        for (int h = 0; h < HTTPMSG_MAX_HEADERS; h++) {
+            const char *got = json_string_value(json_array_get(json_array_get(list, h), 1));
+            if (!got || strcmp(got, (const char *)want[h]) != 0)
+                fail_msg("round %d header %d: %s", round, h, got ? got : "(not a string)");
+        }
+        json_decref(j);
+    }
+}
+
 static void test_tcp_record(void **state)
 {
     struct netstack_endpoint client = endpoint(AF_INET, "192.168.4.20", 40000);
@@ -507,6 +624,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_http_record_fields),
         cmocka_unit_test(test_long_escaped_strings),
+        cmocka_unit_test(test_escaping_random),
         cmocka_unit_test(test_tcp_record),
         cmocka_unit_test(test_batches),
         cmocka_unit_test(test_console_writes), /* stderr shared by several workers */
