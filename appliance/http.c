@@ -187,8 +187,8 @@ static void http_wire_upstream(struct http *h);
 void http_upstream_ready(struct http *h)
 {
     http_wire_upstream(h);
-    http_send_head(h);
-    http_client_read(h);
+    if (http_send_head(h) == 0)
+        http_client_read(h);
 }
 
 /* The exchange is over: record it, then read the next request or close. */
@@ -501,7 +501,8 @@ static void http_upstream_take(struct http *h)
             evbuffer_drain(in, used);
             c->bytes_down += used;
             if (m->status < 200 && m->status != 101) { /* interim: 100 Continue and the like */
-                http_send_response_head(h, m, 0);
+                if (http_send_response_head(h, m, 0) < 0)
+                    return;
                 break;
             }
             h->ttfb_ms = conn_ms_since(&h->m_sent);
@@ -510,7 +511,8 @@ static void http_upstream_take(struct http *h)
             if (!(m->status == 101 && h->upgrade_asked))
                 h->close_after |= !http_keep_alive(m) || m->until_eof || !h->req_keep;
             http_upstream_keep(h, m);
-            http_send_response_head(h, m, 1);
+            if (http_send_response_head(h, m, 1) < 0)
+                return;
             h->head_sent = 1;
             break;
         case HTTPMSG_BODY:
