@@ -395,8 +395,10 @@ int httpmsg_too_large(const struct httpmsg_reader *r)
 
 const char *httpmsg_header(const struct httpmsg *m, const char *name)
 {
+    int first = name[0] | 0x20; /* most names differ in it: no call for those */
+
     for (int i = 0; i < m->nheaders; i++)
-        if (strcasecmp(m->headers[i].name, name) == 0)
+        if ((m->headers[i].name[0] | 0x20) == first && strcasecmp(m->headers[i].name, name) == 0)
             return m->headers[i].value;
     return NULL;
 }
