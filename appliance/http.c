@@ -219,6 +219,23 @@ static void http_exchange_done(struct http *h)
     http_client_ended(h);
 }
 
+static int http_live(const struct http *h)
+{
+    return !h->stopped && !h->c->closed && !h->closing;
+}
+
+/*
+ * What goes upstream gathers in h->up while the client's input is read: the request head, then
+ * the body bytes read with it, written as one piece (one TLS record) when the reading stops,
+ * or on the way once UP_GATHER_MAX bytes wait. conn_send_up writes at once what the upstream
+ * takes when nothing waits before it, where libevent would wait for epoll to say writable.
+ */
+static void http_send_up(struct http *h)
+{
+    if (http_live(h) && h->state == H_ACTIVE && h->c->ubev && evbuffer_get_length(h->up) > 0)
+        conn_send_up(h->c, h->up);
+}
+
 /* Moves n bytes of the client's input upstream (or drops them for a local answer). */
 static void http_forward_up(struct http *h, size_t n)
 {
@@ -226,10 +243,13 @@ static void http_forward_up(struct http *h, size_t n)
     struct evbuffer *in = bufferevent_get_input(c->cbev);
 
     c->bytes_up += n;
-    if (h->state == H_ACTIVE && c->ubev)
-        evbuffer_remove_buffer(in, bufferevent_get_output(c->ubev), n);
-    else
+    if (h->state == H_ACTIVE && c->ubev) {
+        evbuffer_remove_buffer(in, h->up, n);
+        if (evbuffer_get_length(h->up) >= UP_GATHER_MAX)
+            http_send_up(h);
+    } else {
         evbuffer_drain(in, n);
+    }
 }
 
 /*
@@ -246,11 +266,6 @@ static const char *http_first_chunk(struct evbuffer *in, size_t *n)
     }
     *n = v.iov_len < FEED_MAX ? v.iov_len : FEED_MAX;
     return v.iov_base;
-}
-
-static int http_live(const struct http *h)
-{
-    return !h->stopped && !h->c->closed && !h->closing;
 }
 
 /*
@@ -322,7 +337,7 @@ static void http_pace(struct http *h, struct bufferevent *bev, int *paused)
     }
 }
 
-static void http_client_take(struct http *h)
+static void http_client_parse(struct http *h)
 {
     struct conn *c = h->c;
     struct evbuffer *in = bufferevent_get_input(c->cbev);
@@ -378,6 +393,12 @@ static void http_client_take(struct http *h)
             return;
         }
     }
+}
+
+static void http_client_take(struct http *h)
+{
+    http_client_parse(h);
+    http_send_up(h);
 }
 
 void http_client_read(struct http *h)
@@ -651,6 +672,8 @@ static void http_release(struct http *h)
         event_free(h->idle_ev);
     if (h->head)
         evbuffer_free(h->head);
+    if (h->up)
+        evbuffer_free(h->up);
     free(h->target);
 }
 
@@ -677,8 +700,9 @@ int http_start(struct conn *c, const char *scheme)
     h->req = httpmsg_reader_new(1, max);
     h->resp = httpmsg_reader_new(0, max);
     h->head = evbuffer_new();
+    h->up = evbuffer_new();
     h->idle_ev = evtimer_new(c->w->base, http_idle_timeout, h);
-    if (!h->req || !h->resp || !h->head || !h->idle_ev)
+    if (!h->req || !h->resp || !h->head || !h->up || !h->idle_ev)
         return -1;
     if (c->w->cfg->log.body_max > 0) {
         size_t keep = (size_t)c->w->cfg->log.body_max;

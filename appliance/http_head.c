@@ -180,7 +180,7 @@ int http_send_head(struct http *h)
     if (head_end(h, &o) < 0)
         return -1;
     c->bytes_up += evbuffer_get_length(h->head);
-    conn_send_up(c, h->head);
+    evbuffer_add_buffer(h->up, h->head); /* the body bytes read with it follow in one piece */
     if (strcmp(m->method, "HEAD") == 0)
         httpmsg_expect_no_body(h->resp);
     clock_gettime(CLOCK_MONOTONIC, &h->m_sent);

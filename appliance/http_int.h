@@ -16,7 +16,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#define COALESCE_MAX (16 * 1024) /* a response head and body sent as one TLS record up to here */
+#define COALESCE_MAX  (16 * 1024) /* a response head and body sent as one TLS record up to here */
+#define UP_GATHER_MAX (16 * 1024) /* request bytes gathered for one write (one record) upstream */
 
 enum http_state {
     H_IDLE,    /* waiting for a request head */
@@ -67,6 +68,7 @@ struct http {
     uint64_t local_bytes;                 /* the body of a reply the appliance made */
     struct bodycap *req_body, *resp_body; /* [log] body_max captures, or NULL */
     struct evbuffer *head;                /* a head being built, moved out in one piece */
+    struct evbuffer *up;                  /* what goes upstream, gathered (http_send_up) */
     struct event *idle_ev;                /* [proxy] idle_timeout between requests */
 };
 

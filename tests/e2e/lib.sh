@@ -296,7 +296,8 @@ e2e_leaf() { # name subject san [self]: $WORK/pki/name.{key,crt}
 # The servers of the HTTP tests, all in the server namespace:
 #   nginx: 80/8080 plain, 443 TLS (a.test.example, b.test.example; IP 10.99.2.2 by default);
 #     $WORK/www has index.html ("hello from nginx") and pipe/0..9.txt
-#   tools.py http-echo-server on 8000; a server that closes without answering on 8001;
+#   tools.py http-echo-server on 8000 (on 8444 with TLS, a.test.example); a server that
+#   closes without answering on 8001;
 #   a server that speaks first ("220 ...") on 2525; nothing on 81;
 #   dnsmasq: *.test.example -> 10.99.2.2, *.invalid does not exist; the appliance
 #   namespace resolves through it (/etc/netns/<ns>/resolv.conf).
@@ -321,6 +322,8 @@ server { listen 8081; root $WORK/www; keepalive_timeout 1s; }
 CONF
     e2e_start_nginx
     ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" http-echo-server 8000 &
+    PIDS+=($!)
+    ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" http-echo-server 8444 "$P/a.crt" "$P/a.key" &
     PIDS+=($!)
     ip netns exec "$NS_S" python3 "$E2E_DIR/tools.py" tcp-server 8001 "" &
     PIDS+=($!)

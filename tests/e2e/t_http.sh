@@ -55,6 +55,11 @@ check "POST with a chunked 1 MiB body (port 8000, detected)" bash -c "
 check "record: POST, request_bytes counts the body" e2e_http_record '
     r["method"]=="POST" and r["url"]=="http://10.99.2.2:8000/echo" and r["request_bytes"]==1048576
     and ["Transfer-Encoding","chunked"] in r["request_headers"] and r["status"]==200'
+check "POSTs of 0 to 70,000 bytes on one connection, head and body in one write" \
+    in_c $TOOLS posts $S 8000
+check "the same inside TLS (port 8444, detected)" in_c $TOOLS posts $S 8444 "$CA" a.test.example
+check "record: a POST inside TLS, its body counted" e2e_http_record '
+    r["url"]=="https://a.test.example:8444/echo" and r["request_bytes"]==70000 and r["status"]==200'
 check "Expect: 100-continue" bash -c "
     ip netns exec $NS_C curl -sS -v --max-time 10 -H 'Expect: 100-continue' \
         --data-binary @$WORK/upload.bin http://$S:8000/echo 2>&1 | grep -q '< HTTP/1.1 100 Continue'"

@@ -290,9 +290,10 @@ def _read_body(rfile, headers):
     return rfile.read(int(headers.get("Content-Length", 0)))
 
 
-def http_echo_server(port):
-    """HTTP/1.1 test server: POST/PUT answer {"len","sha256"} of the body (100-continue
-    honoured); GET /close answers close-delimited; GET /ws switches to a raw echo after 101."""
+def http_echo_server(port, cert="", key=""):
+    """HTTP/1.1 test server (HTTPS with cert and key): POST/PUT answer {"len","sha256"} of the
+    body (100-continue honoured); GET /close answers close-delimited; GET /ws switches to a raw
+    echo after 101."""
     import http.server
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -344,7 +345,55 @@ def http_echo_server(port):
 
     srv = http.server.ThreadingHTTPServer(("", int(port)), Handler)
     srv.daemon_threads = True
+    if cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.serve_forever()
+
+
+def posts(host, port, cafile="", name=""):
+    """POSTs on one keep-alive connection (TLS when cafile is given, name as SNI and Host), each
+    head and body in one write, of sizes around what the appliance gathers for one write
+    upstream (16 KiB), then two in one write: each answer must name its own body's length and
+    SHA-256."""
+    s = _connect(host, port)
+    if cafile:
+        s = ssl.create_default_context(cafile=cafile).wrap_socket(s, server_hostname=name)
+    f = s.makefile("rb")
+    sizes = [0, 1, 700, 16 * 1024 - 100, 16 * 1024 + 1, 70000, 3]
+    bodies = [bytes((i * 7 + k) % 251 for k in range(n)) for i, n in enumerate(sizes)]
+
+    def request(body):
+        return (f"POST /echo HTTP/1.1\r\nHost: {name or host}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def answered(i):
+        status = f.readline().decode("latin-1").strip()
+        length = 0
+        while True:
+            line = f.readline().decode("latin-1").strip()
+            if not line:
+                break
+            if line.lower().startswith("content-length:"):
+                length = int(line.split(":")[1])
+        seen = json.loads(f.read(length) or b"{}")
+        body = bodies[i]
+        if status == "HTTP/1.1 200 OK" and seen.get("len") == len(body) and \
+                seen.get("sha256") == hashlib.sha256(body).hexdigest():
+            return True
+        print(f"POST {i} ({len(body)} bytes): {status} {seen}")
+        return False
+
+    for i in range(len(bodies) - 2):
+        s.sendall(request(bodies[i]))
+        if not answered(i):
+            return 1
+    s.sendall(request(bodies[-2]) + request(bodies[-1]))
+    if not answered(len(bodies) - 2) or not answered(len(bodies) - 1):
+        return 1
+    print(f"{len(bodies)} POSTs answered, each with its own body")
+    return 0
 
 
 def tcp_server(port, greeting):
