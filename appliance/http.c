@@ -226,9 +226,10 @@ static int http_live(const struct http *h)
 
 /*
  * What goes upstream gathers in h->up while the client's input is read: the request head, then
- * the body bytes read with it, written as one piece (one TLS record) when the reading stops,
- * or on the way once UP_GATHER_MAX bytes wait. conn_send_up writes at once what the upstream
- * takes when nothing waits before it, where libevent would wait for epoll to say writable.
+ * the body bytes read with it, written as one piece (one TLS record) when the request ends or
+ * the reading stops, or on the way once UP_GATHER_MAX bytes wait. conn_send_up writes at once
+ * what the upstream takes when nothing waits before it, where libevent would wait for epoll to
+ * say writable.
  */
 static void http_send_up(struct http *h)
 {
@@ -374,6 +375,7 @@ static void http_client_parse(struct http *h)
             break;
         case HTTPMSG_DONE:
             http_forward_up(h, used);
+            http_send_up(h); /* the whole request, before the exchange may end */
             h->req_done = 1;
             if (h->resp_done)
                 http_exchange_done(h);

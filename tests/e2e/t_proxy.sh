@@ -65,6 +65,8 @@ check "POST with a chunked 1 MiB upload" bash -c "
         --data-binary @$WORK/upload.bin http://a.test.example:8000/echo |
         grep -q '\"len\": 1048576, \"sha256\": \"$UPLOAD_SHA\"'"
 check "record: POST" e2e_http_record 'r["method"]=="POST" and r["request_bytes"]==1048576 and r["mode"]=="explicit"'
+check "a body that ends after its answer goes to its host, not to the next request's" \
+    in_c $TOOLS early-then-elsewhere $PROXY a.test.example:8000 b.test.example:8080
 check "Expect: 100-continue" bash -c "
     ip netns exec $NS_C curl -sS -v --max-time 10 -x http://$PROXY -H 'Expect: 100-continue' \
         --data-binary @$WORK/upload.bin http://a.test.example:8000/echo 2>&1 |

@@ -7,6 +7,7 @@ import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 
 
@@ -296,6 +297,8 @@ def http_echo_server(port, cert="", key=""):
     echo after 101."""
     import http.server
 
+    early = {"seen": None, "done": threading.Event()}
+
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -310,6 +313,12 @@ def http_echo_server(port, cert="", key=""):
             self.wfile.write(body)
 
         def do_POST(self):
+            if self.path == "/early": # answers first, then reads the body; GET /early-seen
+                self._send(200, b"{}")
+                body = _read_body(self.rfile, self.headers)
+                early["seen"] = {"len": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+                early["done"].set()
+                return
             body = _read_body(self.rfile, self.headers)
             seen = {"len": len(body), "sha256": hashlib.sha256(body).hexdigest(),
                     "expect": self.headers.get("Expect", ""),
@@ -319,7 +328,10 @@ def http_echo_server(port, cert="", key=""):
         do_PUT = do_POST
 
         def do_GET(self):
-            if self.path == "/close":
+            if self.path == "/early-seen":
+                early["done"].wait(5)
+                self._send(200, json.dumps(early["seen"]).encode())
+            elif self.path == "/close":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Connection", "close")
@@ -369,15 +381,8 @@ def posts(host, port, cafile="", name=""):
                 f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
     def answered(i):
-        status = f.readline().decode("latin-1").strip()
-        length = 0
-        while True:
-            line = f.readline().decode("latin-1").strip()
-            if not line:
-                break
-            if line.lower().startswith("content-length:"):
-                length = int(line.split(":")[1])
-        seen = json.loads(f.read(length) or b"{}")
+        status, answer = _read_response(f)
+        seen = json.loads(answer or b"{}")
         body = bodies[i]
         if status == "HTTP/1.1 200 OK" and seen.get("len") == len(body) and \
                 seen.get("sha256") == hashlib.sha256(body).hexdigest():
@@ -393,6 +398,38 @@ def posts(host, port, cafile="", name=""):
     if not answered(len(bodies) - 2) or not answered(len(bodies) - 1):
         return 1
     print(f"{len(bodies)} POSTs answered, each with its own body")
+    return 0
+
+
+def early_then_elsewhere(proxy, first, second):
+    """Through the explicit proxy "h:p", on one connection: a POST to http://first/early that
+    the server answers before reading its body, the rest of the body sent only after the
+    answer, with a GET of http://second/index.html (nginx, another server) in the same write;
+    then a GET of http://first/early-seen. nginx must answer its GET, and the first server
+    must have read the body whole: none of it may go to nginx."""
+    h, p = proxy.rsplit(":", 1)
+    s = _connect(h, p)
+    f = s.makefile("rb")
+    body = bytes(k % 251 for k in range(100000))
+    s.sendall(f"POST http://{first}/early HTTP/1.1\r\nHost: {first}\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+    status, _ = _read_response(f)
+    if status != "HTTP/1.1 200 OK":
+        print("POST:", status)
+        return 1
+    s.sendall(body[10:] + f"GET http://{second}/index.html HTTP/1.1\r\nHost: {second}\r\n\r\n"
+              .encode())
+    status, answer = _read_response(f)
+    if status != "HTTP/1.1 200 OK" or answer != b"hello from nginx\n":
+        print("GET from the second server:", status, answer[:200])
+        return 1
+    s.sendall(f"GET http://{first}/early-seen HTTP/1.1\r\nHost: {first}\r\n\r\n".encode())
+    status, answer = _read_response(f)
+    want = {"len": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    if status != "HTTP/1.1 200 OK" or json.loads(answer or b"null") != want:
+        print("what the first server read:", status, answer)
+        return 1
+    print("the body went whole to the first server, the GET to the second")
     return 0
 
 
@@ -459,6 +496,19 @@ def _connect(host, port):
     s.settimeout(10)
     s.connect((host, int(port)))
     return s
+
+
+def _read_response(f):
+    """A response's status line and its body (by Content-Length) from file f."""
+    status = f.readline().decode("latin-1").strip()
+    length = 0
+    while True:
+        line = f.readline().decode("latin-1").strip()
+        if not line:
+            break
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":", 1)[1])
+    return status, f.read(length)
 
 
 def _read_head(s):
@@ -606,15 +656,8 @@ def pause_get(host, port, seconds, cafile="", name="", proxy="", sni="yes"):
             time.sleep(float(seconds))
         target = "/index.html?again" if i else "/index.html"
         s.sendall(f"GET {target} HTTP/1.1\r\nHost: {name or host}\r\n\r\n".encode())
-        status = f.readline().decode("latin-1").strip()
-        length = 0
-        while True:
-            line = f.readline().decode("latin-1").strip()
-            if not line:
-                break
-            if line.lower().startswith("content-length:"):
-                length = int(line.split(":", 1)[1])
-        body = f.read(length).decode("latin-1")
+        status, body = _read_response(f)
+        body = body.decode("latin-1")
         print(f"request {i + 1}: {status} {body.strip()!r}")
         if not status.startswith("HTTP/1.1 200") or body != "hello from nginx\n":
             return 1
