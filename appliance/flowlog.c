@@ -328,7 +328,8 @@ static void out_endpoint(struct out *o, const struct netstack_endpoint *ep)
         }
     } else {
         *w++ = '[';
-        inet_ntop(ep->family, ep->addr, w, INET6_ADDRSTRLEN);
+        if (!inet_ntop(ep->family, ep->addr, w, INET6_ADDRSTRLEN))
+            *w = '\0'; /* not an address family: "[]:port" */
         w += strlen(w);
         *w++ = ']';
         *w++ = ':';
