@@ -131,7 +131,7 @@ int http_connection_auth(const char *value)
     return value && (strncasecmp(value, "NTLM", 4) == 0 || strncasecmp(value, "Negotiate", 9) == 0);
 }
 
-/* Ends a head: 0 when it is whole; else, out of memory, the exchange ends (-1: h is gone). */
+/* Ends a head: 0 when it is whole; else, out of memory, the exchange ends and -1 says so. */
 static int head_end(struct http *h, struct head_out *o)
 {
     head_commit(o);

@@ -98,7 +98,7 @@ void http_dial(struct http *h, const char *host, uint16_t port, int allow_local,
 
 /* http_head.c */
 int http_connection_auth(const char *value);
-/* Both return 0, or -1 when memory ran out and the connection was closed (h is gone). */
+/* Both return 0, or -1 when memory ran out and the connection was closed: return at once. */
 int http_send_head(struct http *h);
 int http_send_response_head(struct http *h, const struct httpmsg *m, int final);
 void http_flush_response(struct http *h);
