@@ -314,6 +314,7 @@ def http_echo_server(port, cert="", key=""):
 
         def do_POST(self):
             if self.path == "/early": # answers first, then reads the body; GET /early-seen
+                early["done"].clear() # the last such body is the one reported
                 self._send(200, b"{}")
                 body = _read_body(self.rfile, self.headers)
                 early["seen"] = {"len": len(body), "sha256": hashlib.sha256(body).hexdigest()}
