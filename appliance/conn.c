@@ -497,6 +497,14 @@ void conn_send_up(struct conn *c, struct evbuffer *b)
     evbuffer_add_buffer(out, b);
 }
 
+void conn_send_client(struct conn *c, struct evbuffer *b)
+{
+    if (c->cbev != c->c_raw)
+        tls_send(c->cbev, b);
+    else
+        evbuffer_add_buffer(bufferevent_get_output(c->cbev), b);
+}
+
 void conn_drop_upstream(struct conn *c)
 {
     if (c->ubev && c->ubev != c->u_raw)

@@ -87,6 +87,9 @@ int conn_set_upstream(struct conn *c, int fd);
 /* Moves all of b to the upstream side (which c has), writing at once what the socket takes
  * when nothing waits before it. */
 void conn_send_up(struct conn *c, struct evbuffer *b);
+/* Moves all of b to the client; on a TLS client leg, small pieces are encrypted at once when
+ * nothing waits before them, without a trip through libevent's write path. */
+void conn_send_client(struct conn *c, struct evbuffer *b);
 /* Drops the upstream side (it closed between HTTP exchanges). */
 void conn_drop_upstream(struct conn *c);
 /*

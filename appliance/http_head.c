@@ -237,6 +237,6 @@ void http_flush_response(struct http *h)
     h->head_pending = 0;
     if (n <= COALESCE_MAX)
         evbuffer_pullup(h->head, -1);
-    evbuffer_add_buffer(bufferevent_get_output(h->c->cbev), h->head);
+    conn_send_client(h->c, h->head);
     h->c->bytes_down += n;
 }

@@ -72,10 +72,11 @@ struct tls_session *tls_reconnect(struct tls_engine *e, struct bufferevent *upst
                                   struct tls_info *info, tls_upstream_cb cb, void *arg);
 
 /*
- * Moves all of b to the output of upstream, a TLS bufferevent from tls_ready_cb or
- * tls_upstream_cb, writing at once what the socket takes when that output is empty.
+ * Moves all of b to the output of bev, a TLS bufferevent of either leg (from tls_ready_cb or
+ * tls_upstream_cb), writing at once what the socket (upstream leg) or the raw bufferevent's
+ * output (client leg) takes when that output is empty.
  */
-void tls_send(struct bufferevent *upstream, struct evbuffer *b);
+void tls_send(struct bufferevent *bev, struct evbuffer *b);
 
 /*
  * An upstream leg's records that OpenSSL has read but libevent has not asked for: every read

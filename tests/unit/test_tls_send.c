@@ -1,8 +1,10 @@
 /*
- * Unit tests for tls_send (tls/intercept.c): a TLS client bufferevent on its socket, as the
- * upstream leg is, and a TLS server on the other end of a socket pair, in one event loop.
- * What tls_send writes at once, and what it leaves to libevent when the socket is full, must
- * reach the server whole and in order.
+ * Unit tests for tls_send (tls/intercept.c): a TLS client bufferevent and a TLS server on the
+ * two ends of a socket pair, in one event loop. The client is either TLS on its socket, as the
+ * upstream leg is, or a TLS filter over a socket bufferevent whose output has a high-water
+ * mark, as the client leg is over its raw bufferevent. What tls_send writes at once, and what it
+ * leaves to libevent when the socket or the raw output is full, must reach the server whole and
+ * in order.
  */
 #include "tls/intercept.h"
 
@@ -93,8 +95,12 @@ static int received_at_least(struct pair *p, size_t n)
     return evbuffer_get_length(p->received) >= n || p->errors > 0;
 }
 
-/* A handshaken pair; the client's socket send buffer is sndbuf bytes (0: the default). */
-static int setup(void **state, int sndbuf)
+/*
+ * A handshaken pair; the client's socket send buffer is sndbuf bytes (0: the default). With
+ * raw_high, the client is a TLS filter over a socket bufferevent whose output takes raw_high
+ * bytes before the filter waits.
+ */
+static int setup(void **state, int sndbuf, size_t raw_high)
 {
     struct pair *p = calloc(1, sizeof(*p));
     int fds[2];
@@ -109,8 +115,18 @@ static int setup(void **state, int sndbuf)
     p->received = evbuffer_new();
     p->server_ctx = server_ctx();
     p->client_ctx = SSL_CTX_new(TLS_client_method());
-    p->client = bufferevent_openssl_socket_new(p->base, fds[0], SSL_new(p->client_ctx),
-                                               BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (raw_high) {
+        struct bufferevent *raw = bufferevent_socket_new(p->base, fds[0], BEV_OPT_CLOSE_ON_FREE);
+        assert_non_null(raw);
+        bufferevent_setwatermark(raw, EV_WRITE, 0, raw_high);
+        p->client =
+            bufferevent_openssl_filter_new(p->base, raw, SSL_new(p->client_ctx),
+                                           BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        p->client =
+            bufferevent_openssl_socket_new(p->base, fds[0], SSL_new(p->client_ctx),
+                                           BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    }
     p->server = bufferevent_openssl_socket_new(p->base, fds[1], SSL_new(p->server_ctx),
                                                BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     assert_non_null(p->client);
@@ -127,12 +143,22 @@ static int setup(void **state, int sndbuf)
 
 static int setup_default(void **state)
 {
-    return setup(state, 0);
+    return setup(state, 0, 0);
 }
 
 static int setup_small(void **state)
 {
-    return setup(state, 4096);
+    return setup(state, 4096, 0);
+}
+
+static int setup_filter(void **state)
+{
+    return setup(state, 0, 128 * 1024);
+}
+
+static int setup_filter_small(void **state)
+{
+    return setup(state, 4096, 4096);
 }
 
 static int teardown(void **state)
@@ -236,6 +262,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_written_at_once, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_socket_full, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_large_piece_queued, setup_default, teardown),
+        /* the same over a filter: its raw output full stops OpenSSL as a full socket does */
+        cmocka_unit_test_setup_teardown(test_written_at_once, setup_filter, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_full, setup_filter_small, teardown),
+        cmocka_unit_test_setup_teardown(test_large_piece_queued, setup_filter, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
