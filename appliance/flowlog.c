@@ -413,23 +413,45 @@ static int utf8_valid(const char *s, size_t n)
 #define BYTES(c) (0x0101010101010101ull * (c)) /* c in each byte of a word */
 
 /* Non-zero when a byte of v is below c (at most 0x80); from "Bit Twiddling Hacks". */
-static uint64_t json_byte_below(uint64_t v, unsigned c)
+static inline uint64_t json_byte_below(uint64_t v, unsigned c)
 {
     return (v - BYTES(c)) & ~v & BYTES(0x80);
 }
 
 /* Whether a byte of v needs more than copying into a JSON string: a control byte, '"', '\\',
  * DEL, or a byte of a UTF-8 sequence. */
-static int json_word_special(uint64_t v)
+static inline int json_word_special(uint64_t v)
 {
     return (json_byte_below(v, 0x20) | (v & BYTES(0x80)) | json_byte_below(v ^ BYTES('"'), 1) |
             json_byte_below(v ^ BYTES('\\'), 1) | json_byte_below(v ^ BYTES(0x7f), 1)) != 0;
 }
 
 /* Whether byte c goes into a JSON string as it is: printable ASCII but '"' and '\\'. */
-static int json_plain(unsigned char c)
+static inline int json_plain(unsigned char c)
 {
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* Whether all of p (n bytes) goes into a JSON string as it is, as most of a record does: a
+ * word at a time, the last word overlapping the one before it. */
+static int json_all_plain(const unsigned char *p, size_t n)
+{
+    uint64_t word;
+    size_t i;
+
+    if (n < 8) {
+        for (i = 0; i < n; i++)
+            if (!json_plain(p[i]))
+                return 0;
+        return 1;
+    }
+    for (i = 0; i + 8 < n; i += 8) {
+        memcpy(&word, p + i, 8);
+        if (json_word_special(word))
+            return 0;
+    }
+    memcpy(&word, p + n - 8, 8);
+    return !json_word_special(word);
 }
 
 /* Writes the byte at p (n left) that is not plain: a UTF-8 sequence as it is, '"' and '\\'
@@ -456,14 +478,25 @@ static char *json_special(char *w, const unsigned char *p, size_t n, size_t *k)
     return w + 6;
 }
 
-/* s (n bytes) as a JSON string; bytes that are not UTF-8 are read as Latin-1. Written in
- * blocks, each with room for the most escaping can make of it: eight bytes at a time where
- * none needs escaping, the rest one by one. */
+/* s (n bytes) as a JSON string; bytes that are not UTF-8 are read as Latin-1. A string that
+ * needs no escaping is copied whole. Others are written in blocks, each with room for the most
+ * escaping can make of it: eight bytes at a time where none needs escaping, the rest one by
+ * one. */
 static void json_str(struct out *o, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, k;
 
+    if (json_all_plain(p, n)) {
+        if (out_room(o, n + 2) < 0)
+            return;
+        char *w = o->buf + o->len;
+        w[0] = '"';
+        memcpy(w + 1, p, n);
+        w[n + 1] = '"';
+        o->len += n + 2;
+        return;
+    }
     do {
         size_t stop = i + (n - i < 4096 ? n - i : 4096);
         if (out_room(o, 6 * (stop - i) + 5) < 0) /* + 2 quotes, + 3 of a sequence over stop */
