@@ -147,9 +147,15 @@ static int fixed_hop_by_hop(const char *name);
 /* Marks hop-by-hop headers, and notes the Connection tokens that matter to keep-alive. */
 static void mark_hop_by_hop(struct httpmsg *m)
 {
-    for (int i = 0; i < m->nheaders; i++)
-        m->headers[i].hop = fixed_hop_by_hop(m->headers[i].name);
+    int first = m->nheaders; /* the first Connection header */
+
     for (int i = 0; i < m->nheaders; i++) {
+        m->headers[i].hop = fixed_hop_by_hop(m->headers[i].name);
+        /* Connection is the one fixed hop-by-hop header whose name begins with a 'c' */
+        if (m->headers[i].hop && (m->headers[i].name[0] | 0x20) == 'c' && first > i)
+            first = i;
+    }
+    for (int i = first; i < m->nheaders; i++) {
         const char *list = m->headers[i].value;
         size_t len;
 
