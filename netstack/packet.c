@@ -15,15 +15,50 @@ size_t packet_addr_len(int family)
     return family == AF_INET ? 4 : 16;
 }
 
+/*
+ * Eight bytes at a time into a 64-bit sum, carries counted apart: one's complement addition
+ * does not care how the words are grouped, as 2^16, 2^32 and 2^64 are all 1 modulo 0xffff.
+ */
+uint16_t packet_csum_native(const uint8_t *buf, size_t len)
+{
+    uint64_t sum = 0, carries = 0, w8;
+    uint32_t w4;
+    uint16_t w2;
+
+    for (; len >= 8; buf += 8, len -= 8) {
+        memcpy(&w8, buf, 8);
+        sum += w8;
+        carries += sum < w8;
+    }
+    if (len >= 4) {
+        memcpy(&w4, buf, 4);
+        sum += w4;
+        carries += sum < w4;
+        buf += 4;
+        len -= 4;
+    }
+    if (len >= 2) {
+        memcpy(&w2, buf, 2);
+        sum += w2;
+        carries += sum < w2;
+        buf += 2;
+        len -= 2;
+    }
+    if (len) {
+        uint8_t last[2] = {buf[0], 0}; /* the odd byte is the first of its pair */
+        memcpy(&w2, last, 2);
+        sum += w2;
+        carries += sum < w2;
+    }
+    sum = (sum & 0xffffffff) + (sum >> 32) + carries; /* below 2^34 */
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)((sum & 0xffff) + (sum >> 16));
+}
+
 uint32_t packet_csum_add(uint32_t sum, const uint8_t *buf, size_t len)
 {
-    size_t i;
-
-    for (i = 0; i + 1 < len; i += 2)
-        sum += packet_rd16(buf + i);
-    if (len & 1)
-        sum += (uint32_t)buf[len - 1] << 8;
-    return sum;
+    return sum + ntohs(packet_csum_native(buf, len));
 }
 
 uint16_t packet_csum_fold(uint32_t sum)

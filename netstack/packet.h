@@ -80,6 +80,11 @@ static inline void packet_wr32(uint8_t *p, uint32_t v)
     packet_wr16(p + 2, (uint16_t)v);
 }
 
+/*
+ * The one's complement sum of buf's 16-bit words (RFC 1071), each read in memory order, folded
+ * to 16 bits and not complemented: what lwIP's lwip_standard_chksum returns.
+ */
+uint16_t packet_csum_native(const uint8_t *buf, size_t len);
 /* The Internet checksum (RFC 1071) of buf, continuing from sum; fold with packet_csum_fold. */
 uint32_t packet_csum_add(uint32_t sum, const uint8_t *buf, size_t len);
 uint16_t packet_csum_fold(uint32_t sum);
