@@ -21,34 +21,19 @@ size_t packet_addr_len(int family)
  */
 uint16_t packet_csum_native(const uint8_t *buf, size_t len)
 {
-    uint64_t sum = 0, carries = 0, w8;
-    uint32_t w4;
-    uint16_t w2;
+    uint64_t sum = 0, carries = 0, w;
 
     for (; len >= 8; buf += 8, len -= 8) {
-        memcpy(&w8, buf, 8);
-        sum += w8;
-        carries += sum < w8;
+        memcpy(&w, buf, 8);
+        sum += w;
+        carries += sum < w;
     }
-    if (len >= 4) {
-        memcpy(&w4, buf, 4);
-        sum += w4;
-        carries += sum < w4;
-        buf += 4;
-        len -= 4;
-    }
-    if (len >= 2) {
-        memcpy(&w2, buf, 2);
-        sum += w2;
-        carries += sum < w2;
-        buf += 2;
-        len -= 2;
-    }
-    if (len) {
-        uint8_t last[2] = {buf[0], 0}; /* the odd byte is the first of its pair */
-        memcpy(&w2, last, 2);
-        sum += w2;
-        carries += sum < w2;
+    if (len) { /* the last bytes in a word padded with zeros: an odd byte is first of its pair */
+        uint8_t tail[8] = {0};
+        memcpy(tail, buf, len);
+        memcpy(&w, tail, 8);
+        sum += w;
+        carries += sum < w;
     }
     sum = (sum & 0xffffffff) + (sum >> 32) + carries; /* below 2^34 */
     sum = (sum & 0xffff) + (sum >> 16);
